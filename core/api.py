@@ -1,0 +1,75 @@
+from django.contrib.auth import logout
+from drf_yasg.utils import swagger_auto_schema
+from knox.models import AuthToken
+from rest_framework import status
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from core import services
+from core.serializers import (
+    RegisterSerializer,
+    TokenCheckSerializer,
+    TokenRequestSerializer,
+    TokenSerializer,
+    UserSerializer,
+)
+from core.throttles import LoginUsernameThrottle
+
+
+class RegisterApi(APIView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "auth"
+
+    @swagger_auto_schema(
+        operation_summary="Register a user",
+        request_body=RegisterSerializer,
+        responses={201: UserSerializer},
+        security=[],
+    )
+    def post(self, request):
+        serializer = RegisterSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = services.user_register(**serializer.validated_data)
+        return Response(UserSerializer(user).data, status=status.HTTP_201_CREATED)
+
+
+class TokenApi(APIView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    throttle_classes = [ScopedRateThrottle, LoginUsernameThrottle]
+    throttle_scope = "auth"
+
+    @swagger_auto_schema(
+        operation_summary="Get a token",
+        operation_description="Wrong credentials answer 400 with code `invalid_credentials`.",
+        request_body=TokenRequestSerializer,
+        responses={200: TokenSerializer},
+        security=[],
+    )
+    def post(self, request):
+        serializer = TokenRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        token, key = services.auth_token_create(**serializer.validated_data)
+        return Response(TokenSerializer({"token": key, "expires_at": token.expiry}).data)
+
+
+class TokenCheckApi(APIView):
+    @swagger_auto_schema(operation_summary="Check a token", responses={200: TokenCheckSerializer})
+    def get(self, request):
+        expires_at = request.auth.expiry if isinstance(request.auth, AuthToken) else None
+        body = {"valid": True, "user": request.user, "is_admin": request.user.is_admin, "expires_at": expires_at}
+        return Response(TokenCheckSerializer(body).data)
+
+
+class LogoutApi(APIView):
+    @swagger_auto_schema(operation_summary="Revoke the token in use", request_body=None, responses={204: ""})
+    def post(self, request):
+        if isinstance(request.auth, AuthToken):
+            services.auth_token_revoke(token=request.auth)
+        else:
+            logout(request)
+        return Response(status=status.HTTP_204_NO_CONTENT)

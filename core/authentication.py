@@ -1,0 +1,15 @@
+from knox.auth import TokenAuthentication as KnoxTokenAuthentication
+from rest_framework import exceptions
+
+
+class TokenAuthentication(KnoxTokenAuthentication):
+    """`Authorization: Token <key>`; keys are stored hashed, expire and can be revoked."""
+
+    def authenticate_credentials(self, token):
+        # knox decodes the raw header bytes as UTF-8; a header that is not
+        # must be a 401 like any other bad token, not a server error.
+        try:
+            token.decode("utf-8")
+        except UnicodeDecodeError:
+            raise exceptions.AuthenticationFailed("Invalid token.") from None
+        return super().authenticate_credentials(token)

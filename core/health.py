@@ -1,0 +1,107 @@
+"""Health checks: each answers (ok, reason) and never raises."""
+
+import redis
+from django.conf import settings
+from django.db import DatabaseError, connection
+from drf_yasg import openapi
+from drf_yasg.utils import swagger_auto_schema
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+CHECK_TIMEOUT_SECONDS = 2
+
+
+def database_check():
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except DatabaseError as exc:
+        return False, f"database unreachable: {exc}".strip()
+    return True, ""
+
+
+def redis_check():
+    client = redis.Redis.from_url(
+        settings.REDIS_URL,
+        socket_timeout=CHECK_TIMEOUT_SECONDS,
+        socket_connect_timeout=CHECK_TIMEOUT_SECONDS,
+    )
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        return False, f"redis unreachable: {exc}"
+    finally:
+        client.close()
+    return True, ""
+
+
+def _component(ok, reason):
+    return {"ok": ok, "reason": reason} if reason else {"ok": ok}
+
+
+component_schema = openapi.Schema(
+    type=openapi.TYPE_OBJECT,
+    properties={"ok": openapi.Schema(type=openapi.TYPE_BOOLEAN), "reason": openapi.Schema(type=openapi.TYPE_STRING)},
+)
+health_schema = openapi.Schema(
+    type=openapi.TYPE_OBJECT,
+    properties={
+        "status": openapi.Schema(type=openapi.TYPE_STRING, enum=["ok", "unhealthy"]),
+        "mode": openapi.Schema(type=openapi.TYPE_STRING, enum=["embedded", "services"]),
+        "components": openapi.Schema(type=openapi.TYPE_OBJECT, additional_properties=component_schema),
+    },
+)
+
+
+class HealthApi(APIView):
+    """Public: one ok flag per component the hub runs on."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @swagger_auto_schema(
+        operation_summary="System health",
+        responses={200: health_schema, 503: openapi.Response("A component is down", health_schema)},
+        security=[],
+    )
+    def get(self, request):
+        components = {"database": _component(*database_check())}
+        if settings.REDIS_URL:
+            components["redis"] = _component(*redis_check())
+        healthy = all(c["ok"] for c in components.values())
+        body = {
+            "status": "ok" if healthy else "unhealthy",
+            "mode": "services" if settings.REDIS_URL else "embedded",
+            "components": components,
+        }
+        return Response(body, status=200 if healthy else 503)
+
+
+redis_health_schema = openapi.Schema(
+    type=openapi.TYPE_OBJECT,
+    properties={
+        "status": openapi.Schema(type=openapi.TYPE_STRING, enum=["ok", "unhealthy", "not_configured"]),
+        "reason": openapi.Schema(type=openapi.TYPE_STRING),
+    },
+)
+
+
+class RedisHealthApi(APIView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @swagger_auto_schema(
+        operation_summary="Redis health",
+        operation_description="200 `not_configured` in embedded mode (no `REDIS_URL`).",
+        responses={200: redis_health_schema, 503: openapi.Response("Redis is down", redis_health_schema)},
+        security=[],
+    )
+    def get(self, request):
+        if not settings.REDIS_URL:
+            return Response({"status": "not_configured", "reason": "REDIS_URL is not set (embedded mode)."})
+        ok, reason = redis_check()
+        if ok:
+            return Response({"status": "ok"})
+        return Response({"status": "unhealthy", "reason": reason}, status=503)

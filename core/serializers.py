@@ -1,0 +1,68 @@
+from collections.abc import Mapping
+
+from rest_framework import serializers
+
+from core.models import User
+
+
+class StrictInputMixin:
+    """Refuse keys the serializer does not know, so a typo is an error, not a no-op."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, Mapping):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class UserSerializer(serializers.ModelSerializer):
+    is_admin = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = User
+        fields = ["id", "username", "email", "first_name", "last_name", "is_admin", "date_joined"]
+        read_only_fields = fields
+
+
+class RegisterSerializer(StrictInputMixin, serializers.Serializer):
+    username = serializers.RegexField(
+        r"^[\w.@+-]+\Z",
+        max_length=150,
+        error_messages={"invalid": "Use only letters, digits and @/./+/-/_ characters."},
+    )
+    password = serializers.CharField(write_only=True, max_length=128, trim_whitespace=False)
+    email = serializers.EmailField(max_length=254)
+    first_name = serializers.CharField(max_length=150, required=False, allow_blank=True, default="")
+    last_name = serializers.CharField(max_length=150, required=False, allow_blank=True, default="")
+
+
+class TokenRequestSerializer(StrictInputMixin, serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=128, trim_whitespace=False)
+
+
+class TokenSerializer(serializers.Serializer):
+    token = serializers.CharField(help_text="Send as `Authorization: Token <token>`.")
+    expires_at = serializers.DateTimeField(allow_null=True)
+
+
+class TokenCheckSerializer(serializers.Serializer):
+    valid = serializers.BooleanField()
+    user = UserSerializer()
+    is_admin = serializers.BooleanField()
+    expires_at = serializers.DateTimeField(allow_null=True)
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="Invalid input only: field name -> messages.",
+    )
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = ErrorDetailSerializer()

@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class FrontendConfig(AppConfig):
+    """The browser pages served at /."""
+
+    name = "frontend"

@@ -1,0 +1,160 @@
+import re
+from decimal import Decimal
+
+from rest_framework import serializers
+
+from core.serializers import StrictInputMixin
+from orders.models import (
+    Customer,
+    NotificationPreference,
+    Order,
+    OrderEvent,
+    OrderStatus,
+    ShippingMethod,
+    code_validator,
+    order_status_next,
+    validate_currency,
+)
+
+_PHONE_PUNCTUATION = re.compile(r"[\s().-]")
+
+
+class CustomerSerializer(StrictInputMixin, serializers.ModelSerializer):
+    class Meta:
+        model = Customer
+        fields = [
+            "id",
+            "name",
+            "email",
+            "phone",
+            "telegram_chat_id",
+            "address",
+            "city",
+            "country",
+            "postal_code",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "created_at", "updated_at"]
+        # Uniqueness is the service's to check (case-insensitively).
+        validators = []
+        extra_kwargs = {
+            "telegram_chat_id": {"help_text": "Telegram chat id: an integer, negative for groups."},
+            "phone": {"help_text": "E.164, e.g. +14155550123; spaces, dots, dashes and brackets are dropped."},
+        }
+
+    def validate_phone(self, value):
+        return _PHONE_PUNCTUATION.sub("", value)
+
+    def to_internal_value(self, data):
+        # A blank chat id in a form means "none".
+        if isinstance(data, dict) and data.get("telegram_chat_id") == "":
+            data = {**data, "telegram_chat_id": None}
+        return super().to_internal_value(data)
+
+
+class NotificationPreferenceSerializer(StrictInputMixin, serializers.ModelSerializer):
+    class Meta:
+        model = NotificationPreference
+        fields = ["email_enabled", "telegram_enabled", "order_updates", "promotional", "updated_at"]
+        read_only_fields = ["updated_at"]
+
+
+class CurrencyField(serializers.CharField):
+    def __init__(self, **kwargs):
+        super().__init__(min_length=3, max_length=3, validators=[validate_currency], **kwargs)
+
+    def to_internal_value(self, data):
+        return super().to_internal_value(data).upper()
+
+
+class OrderCreateSerializer(StrictInputMixin, serializers.Serializer):
+    order_number = serializers.CharField(
+        max_length=64, required=False, validators=[code_validator], help_text="Generated when omitted."
+    )
+    total_amount = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=Decimal("0.01"))
+    currency = CurrencyField(default="INR", help_text="ISO 4217 code.")
+    shipping_address = serializers.CharField(required=False, allow_blank=True, default="")
+    shipping_method = serializers.ChoiceField(choices=ShippingMethod.choices, default=ShippingMethod.STANDARD)
+    status = serializers.ChoiceField(
+        choices=[OrderStatus.PENDING],
+        required=False,
+        write_only=True,
+        help_text="Orders always start pending; any other value is refused.",
+        error_messages={"invalid_choice": "A new order is always pending; change its status afterwards."},
+    )
+    notes = serializers.CharField(required=False, allow_blank=True, default="")
+
+    def validate(self, attrs):
+        attrs.pop("status", None)
+        return attrs
+
+
+class OrderUpdateSerializer(StrictInputMixin, serializers.Serializer):
+    """Staff edit; every field optional for PUT and PATCH alike."""
+
+    status = serializers.ChoiceField(choices=OrderStatus.choices, required=False)
+    tracking_number = serializers.CharField(max_length=64, required=False, validators=[code_validator])
+    notes = serializers.CharField(required=False, allow_blank=True)
+    shipping_address = serializers.CharField(required=False, allow_blank=True)
+    shipping_method = serializers.ChoiceField(choices=ShippingMethod.choices, required=False)
+    total_amount = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=Decimal("0.01"), required=False)
+    currency = CurrencyField(required=False)
+
+    def validate(self, attrs):
+        if not attrs:
+            raise serializers.ValidationError("Send at least one field to change.")
+        return attrs
+
+
+class OrderStatusSerializer(StrictInputMixin, serializers.Serializer):
+    status = serializers.ChoiceField(choices=OrderStatus.choices)
+
+
+class CustomerSummarySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Customer
+        fields = ["id", "name", "email"]
+
+
+class OrderEventSerializer(serializers.ModelSerializer):
+    actor = serializers.CharField(source="actor.username", default=None)
+
+    class Meta:
+        model = OrderEvent
+        fields = ["id", "kind", "from_status", "to_status", "changes", "actor", "created_at"]
+
+
+class OrderSerializer(serializers.ModelSerializer):
+    customer = CustomerSummarySerializer()
+    next_statuses = serializers.SerializerMethodField(help_text="Statuses staff may move this order to.")
+
+    class Meta:
+        model = Order
+        fields = [
+            "id",
+            "order_number",
+            "customer",
+            "total_amount",
+            "currency",
+            "shipping_address",
+            "shipping_method",
+            "status",
+            "next_statuses",
+            "tracking_number",
+            "notes",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    def get_next_statuses(self, order) -> list[str]:
+        return [str(s) for s in order_status_next(order.status)]
+
+
+class OrderDetailSerializer(OrderSerializer):
+    history = OrderEventSerializer(source="events", many=True, read_only=True)
+
+    class Meta(OrderSerializer.Meta):
+        fields = OrderSerializer.Meta.fields + ["history"]
+        read_only_fields = fields

@@ -1,0 +1,214 @@
+import secrets
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from core.exceptions import ApplicationError, Conflict
+from orders.models import (
+    Customer,
+    NotificationPreference,
+    Order,
+    OrderEvent,
+    OrderEventKind,
+    order_status_next,
+)
+
+CUSTOMER_FIELDS = {"name", "email", "phone", "telegram_chat_id", "address", "city", "country", "postal_code"}
+PREFERENCE_FIELDS = {"email_enabled", "telegram_enabled", "order_updates", "promotional"}
+ORDER_UPDATE_FIELDS = {"tracking_number", "notes", "shipping_address", "shipping_method", "total_amount", "currency"}
+
+_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O or 1/I to misread
+
+
+def _random_code(length):
+    return "".join(secrets.choice(_CODE_ALPHABET) for _ in range(length))
+
+
+def _customer_check_unique_email(*, email, exclude_pk=None):
+    if Customer.objects.filter(email__iexact=email).exclude(pk=exclude_pk).exists():
+        raise ValidationError({"email": ["A customer with this email already exists."]})
+
+
+def _order_check_unique(*, exclude_pk=None, **fields):
+    """fields: order_number= and/or tracking_number=."""
+    errors = {}
+    for name, value in fields.items():
+        if value and Order.objects.filter(**{name: value}).exclude(pk=exclude_pk).exists():
+            errors[name] = [f"An order with this {name.replace('_', ' ')} already exists."]
+    if errors:
+        raise ValidationError(errors)
+
+
+@transaction.atomic
+def customer_create(*, by, name, email, **fields):
+    unknown = set(fields) - CUSTOMER_FIELDS
+    if unknown:
+        raise TypeError(f"unknown customer fields: {sorted(unknown)}")
+    _customer_check_unique_email(email=email)
+    customer = Customer(name=name, email=email, created_by=by, **fields)
+    customer.full_clean(validate_unique=False, validate_constraints=False)
+    try:
+        with transaction.atomic():
+            customer.save()
+    except IntegrityError:
+        _customer_check_unique_email(email=email)
+        raise
+    NotificationPreference.objects.create(customer=customer)
+    return customer
+
+
+@transaction.atomic
+def customer_update(*, customer, by, **fields):
+    unknown = set(fields) - CUSTOMER_FIELDS
+    if unknown:
+        raise TypeError(f"unknown customer fields: {sorted(unknown)}")
+    customer = Customer.objects.select_for_update().get(pk=customer.pk)
+    if "email" in fields:
+        _customer_check_unique_email(email=fields["email"], exclude_pk=customer.pk)
+    for name, value in fields.items():
+        setattr(customer, name, value)
+    customer.full_clean(validate_unique=False, validate_constraints=False)
+    try:
+        with transaction.atomic():
+            customer.save()
+    except IntegrityError:
+        _customer_check_unique_email(email=customer.email, exclude_pk=customer.pk)
+        raise
+    return customer
+
+
+@transaction.atomic
+def customer_delete(*, customer, by):
+    if customer.orders.exists():
+        raise Conflict(
+            "This customer has orders; delete or keep them first.",
+            code="customer_has_orders",
+        )
+    customer.delete()
+
+
+@transaction.atomic
+def preferences_update(*, customer, by, **fields):
+    unknown = set(fields) - PREFERENCE_FIELDS
+    if unknown:
+        raise TypeError(f"unknown preference fields: {sorted(unknown)}")
+    # A customer made outside the services (e.g. raw admin import) may have no row yet.
+    preferences, _ = NotificationPreference.objects.select_for_update().get_or_create(customer=customer)
+    for name, value in fields.items():
+        setattr(preferences, name, value)
+    preferences.save()
+    return preferences
+
+
+def _customer_for_user(user):
+    """The customer record that carries the user's email, made on first order."""
+    if not user.email:
+        raise ApplicationError(
+            "Your account has no email address, so no customer record can be found for it.",
+            code="no_customer_email",
+        )
+    customer = Customer.objects.filter(email__iexact=user.email).first()
+    if customer is None:
+        name = user.get_full_name() or user.get_username()
+        customer = customer_create(by=user, name=name, email=user.email)
+    return customer
+
+
+def _new_order_number():
+    return f"ORD-{timezone.now():%Y%m%d}-{_random_code(6)}"
+
+
+def _new_tracking_number():
+    return f"TRK{_random_code(12)}"
+
+
+@transaction.atomic
+def order_create(
+    *, by, total_amount, order_number=None, currency="INR", shipping_address="", shipping_method="standard", notes=""
+):
+    """Place an order for the customer that carries `by`'s email; it starts `pending`."""
+    customer = _customer_for_user(by)
+    _order_check_unique(order_number=order_number)
+    order = Order(
+        order_number=order_number or _new_order_number(),
+        tracking_number=_new_tracking_number(),
+        customer=customer,
+        created_by=by,
+        total_amount=total_amount,
+        currency=currency,
+        shipping_address=shipping_address,
+        shipping_method=shipping_method,
+        notes=notes,
+    )
+    order.full_clean(exclude=["customer", "created_by"], validate_unique=False, validate_constraints=False)
+    try:
+        with transaction.atomic():
+            order.save()
+    except IntegrityError:
+        # A concurrent order took the number; generated codes practically never collide.
+        _order_check_unique(order_number=order.order_number, tracking_number=order.tracking_number)
+        raise
+    OrderEvent.objects.create(order=order, kind=OrderEventKind.CREATED, to_status=order.status, actor=by)
+    return order
+
+
+def _json_value(value):
+    return str(value) if isinstance(value, Decimal) else value
+
+
+@transaction.atomic
+def order_update(*, order, by, status=None, **fields):
+    """Staff edit of an order's fields; a new status goes through order_change_status."""
+    unknown = set(fields) - ORDER_UPDATE_FIELDS
+    if unknown:
+        raise TypeError(f"unknown order fields: {sorted(unknown)}")
+    order = Order.objects.select_for_update().get(pk=order.pk)
+    if "tracking_number" in fields:
+        _order_check_unique(tracking_number=fields["tracking_number"], exclude_pk=order.pk)
+    changes = {}
+    for name, value in fields.items():
+        old = getattr(order, name)
+        if old != value:
+            changes[name] = [_json_value(old), _json_value(value)]
+            setattr(order, name, value)
+    if changes:
+        order.full_clean(exclude=["customer", "created_by"], validate_unique=False, validate_constraints=False)
+        order.save()
+        OrderEvent.objects.create(order=order, kind=OrderEventKind.UPDATED, changes=changes, actor=by)
+    if status is not None and status != order.status:
+        order = order_change_status(order=order, status=status, by=by)
+    return order
+
+
+@transaction.atomic
+def order_change_status(*, order, status, by):
+    """Move an order to `status` if the state machine allows it; the one path for status changes.
+
+    Setting the status it already has changes nothing and records nothing.
+    """
+    # The row lock makes check-then-save atomic against a concurrent change.
+    order = Order.objects.select_for_update().get(pk=order.pk)
+    if status == order.status:
+        return order
+    allowed = order_status_next(order.status)
+    if status not in allowed:
+        raise Conflict(
+            f"An order that is {order.status} cannot become {status}; "
+            + (f"allowed next: {', '.join(allowed)}." if allowed else "it is final."),
+            code="invalid_transition",
+            extra={"current": order.status, "requested": status, "allowed": list(allowed)},
+        )
+    previous = order.status
+    order.status = status
+    order.save(update_fields=["status", "updated_at"])
+    OrderEvent.objects.create(
+        order=order, kind=OrderEventKind.STATUS_CHANGED, from_status=previous, to_status=status, actor=by
+    )
+    return order
+
+
+@transaction.atomic
+def order_delete(*, order, by):
+    order.delete()

@@ -1,0 +1,24 @@
+from django.contrib import admin
+from django.urls import include, path, re_path
+
+from core import health
+from core.exceptions import json_page_not_found, json_server_error
+from core.schema import schema_view
+
+api_v1 = [
+    path("", include("core.urls")),
+    path("", include("orders.urls")),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+    re_path(r"^api/schema(?P<format>\.json)$", schema_view.without_ui(cache_timeout=0), name="schema-json"),
+    path("api/docs/", schema_view.with_ui("swagger", cache_timeout=0), name="schema-swagger-ui"),
+    path("api/redoc/", schema_view.with_ui("redoc", cache_timeout=0), name="schema-redoc"),
+    path("health/redis/", health.RedisHealthApi.as_view(), name="health-redis"),
+    path("", include("frontend.urls")),
+]
+
+handler404 = json_page_not_found
+handler500 = json_server_error

@@ -1,0 +1,87 @@
+import os
+
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from core import services as core_services
+from tests.factories import PASSWORD, StaffFactory, UserFactory
+
+REQUIRE_SERVICES = os.environ.get("HUB_REQUIRE_SERVICES") == "1"
+
+
+def service_unavailable(reason):
+    """Skip on a bare machine; fail where services are required (CI)."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"HUB_REQUIRE_SERVICES=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def redis_url(settings):
+    """The configured Redis, reachable; skips (or fails in CI) otherwise."""
+    from core.health import redis_check
+
+    if not settings.REDIS_URL:
+        service_unavailable("REDIS_URL is not set")
+    ok, reason = redis_check()
+    if not ok:
+        service_unavailable(reason)
+    return settings.REDIS_URL
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    # Throttle counters live in the cache; each test starts with none.
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def user(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def other_user(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def staff(db):
+    return StaffFactory()
+
+
+def client_for(user):
+    """An API client carrying a real token issued to `user`."""
+    _, key = core_services.auth_token_create(username=user.username, password=PASSWORD)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    return client
+
+
+@pytest.fixture
+def anon_client():
+    return APIClient()
+
+
+@pytest.fixture
+def user_client(user):
+    return client_for(user)
+
+
+@pytest.fixture
+def other_client(other_user):
+    return client_for(other_user)
+
+
+@pytest.fixture
+def staff_client(staff):
+    return client_for(staff)
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # PBKDF2's deliberate slowness buys nothing in tests of this process.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
