@@ -1,4 +1,4 @@
-from rest_framework.permissions import SAFE_METHODS, BasePermission
+from rest_framework.permissions import BasePermission
 
 
 class IsStaff(BasePermission):
@@ -7,11 +7,3 @@ class IsStaff(BasePermission):
     def has_permission(self, request, view):
         return bool(request.user and request.user.is_staff)
 
-
-class IsStaffOrReadOnly(BasePermission):
-    """Any signed-in user reads; only staff change or delete."""
-
-    message = "Only staff may change or delete this."
-
-    def has_permission(self, request, view):
-        return request.method in SAFE_METHODS or bool(request.user and request.user.is_staff)

@@ -3,7 +3,7 @@ from drf_yasg.inspectors import SwaggerAutoSchema
 from drf_yasg.views import get_schema_view
 from rest_framework.permissions import AllowAny
 
-from core.permissions import IsStaff, IsStaffOrReadOnly
+from core.permissions import IsStaff
 from core.serializers import ErrorSerializer
 
 
@@ -18,9 +18,7 @@ class HubAutoSchema(SwaggerAutoSchema):
         responses = super().get_response_serializers()
         permissions = [type(p) for p in self.view.get_permissions()]
         public = AllowAny in permissions
-        staff_only = IsStaff in permissions or (
-            IsStaffOrReadOnly in permissions and self.method not in ("GET", "HEAD", "OPTIONS")
-        )
+        staff_only = IsStaff in permissions
         errors = {}
         if self.method in ("POST", "PUT", "PATCH") or self.should_filter() or self.should_page():
             errors["400"] = "Invalid input or malformed JSON"
