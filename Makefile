@@ -22,6 +22,7 @@ install: $(STAMP)
 run: export DEBUG ?= 1
 run: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	$(BIN)/python manage.py seed_demo
 	$(BIN)/daphne --bind $(HOST) --port $(PORT) project.asgi:application
 
@@ -33,4 +34,4 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) db.sqlite3 db.sqlite3-* .test-db.sqlite3* staticfiles .pytest_cache
+	rm -rf $(VENV) db.sqlite3 db.sqlite3-* .test-db-*.sqlite3* staticfiles .pytest_cache

@@ -6,6 +6,7 @@ read here and nowhere else; `.env.example` lists them all. With neither
 cache and Channels' in-memory layer, in one process.
 """
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -92,8 +93,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
     }
     # A file, not memory, so the Daphne processes that end-to-end tests start
-    # share the test database.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".test-db.sqlite3")}
+    # share the test database; one per test run, so two runs never collide.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f".test-db-{os.getpid()}.sqlite3")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "core.User"

@@ -1,0 +1,172 @@
+"""The seed's curl flow (sections 1-4, 6, 7) over real HTTP against a Daphne process."""
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def _auth(token):
+    return {"Authorization": f"Token {token}"}
+
+
+def test_seed_flow_answers_as_the_seed_describes(hub, settings):
+    api = httpx.Client(base_url=f"{hub.url}/api/v1", timeout=10)
+
+    # 1. health
+    r = api.get("/health/")
+    assert r.status_code == 200
+    assert r.json()["components"]["database"] == {"ok": True}
+
+    # 2. authentication
+    r = api.post(
+        "/auth/register/",
+        json={
+            "username": "demo_user",
+            "password": "secure_password123",
+            "email": "demo@example.com",
+            "first_name": "Demo",
+            "last_name": "User",
+        },
+    )
+    assert r.status_code == 201, r.text
+    assert "password" not in r.json()
+    assert r.json()["is_admin"] is False
+
+    r = api.post("/auth/token/", json={"username": "demo_user", "password": "secure_password123"})
+    assert r.status_code == 200, r.text
+    assert set(r.json()) == {"token", "expires_at"}
+    user = _auth(r.json()["token"])
+
+    r = api.post("/auth/token/", json={"username": "krushnappan", "password": "admin_password"})
+    assert r.status_code == 200, r.text
+    admin = _auth(r.json()["token"])
+
+    r = api.get("/auth/token/check/", headers=user)
+    assert r.status_code == 200
+    assert r.json()["user"]["username"] == "demo_user"
+    assert r.json()["is_admin"] is False
+    assert api.get("/auth/token/check/", headers=admin).json()["is_admin"] is True
+
+    # 3. customers
+    r = api.post(
+        "/customers/",
+        headers=user,
+        json={
+            "name": "John Doe",
+            "email": "john.doe@example.com",
+            "phone": "+1234567890",
+            "telegram_chat_id": "123456789",
+            "address": "123 Main St",
+            "city": "New York",
+            "country": "USA",
+            "postal_code": "10001",
+        },
+    )
+    assert r.status_code == 201, r.text
+    customer_id = r.json()["id"]
+    assert r.json()["telegram_chat_id"] == 123456789
+
+    r = api.get("/customers/", headers=user)
+    assert r.status_code == 200
+    assert [c["id"] for c in r.json()["results"]] == [customer_id]
+    assert api.get(f"/customers/{customer_id}/", headers=user).json()["name"] == "John Doe"
+
+    r = api.patch(f"/customers/{customer_id}/", headers=user, json={"phone": "+1987654321"})
+    assert r.status_code == 200
+    assert r.json()["phone"] == "+1987654321"
+
+    # 4. orders
+    r = api.post(
+        "/orders/",
+        headers=user,
+        json={
+            "order_number": "ORD-001",
+            "total_amount": "149.99",
+            "currency": "INR",
+            "shipping_address": "123 Main St, Mumbai, Maharashtra 400001",
+            "shipping_method": "standard",
+            "status": "pending",
+            "notes": "Urgent delivery required",
+        },
+    )
+    assert r.status_code == 201, r.text
+    order = r.json()
+    assert order["customer"]["email"] == "demo@example.com"
+    assert order["status"] == "pending"
+    assert order["tracking_number"].startswith("TRK")
+    order_url = f"/orders/{order['id']}/"
+
+    assert api.put(f"{order_url}status/", headers=user, json={"status": "confirmed"}).status_code == 403
+    r = api.put(f"{order_url}status/", headers=admin, json={"status": "confirmed"})
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "confirmed"
+
+    r = api.put(
+        order_url,
+        headers=admin,
+        json={"status": "shipped", "tracking_number": "TRK123456789", "notes": "Package shipped via express delivery"},
+    )
+    assert r.status_code == 200, r.text
+    assert (r.json()["status"], r.json()["tracking_number"]) == ("shipped", "TRK123456789")
+
+    r = api.patch(order_url, headers=admin, json={"status": "delivered"})
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "delivered"
+
+    r = api.get("/orders/", headers=user)
+    assert r.status_code == 200
+    assert [o["order_number"] for o in r.json()["results"]] == ["ORD-001"]
+
+    r = api.get(order_url, headers=user)
+    assert r.status_code == 200
+    assert [(e["kind"], e["to_status"]) for e in r.json()["history"]] == [
+        ("created", "pending"),
+        ("status_changed", "confirmed"),
+        ("updated", ""),
+        ("status_changed", "shipped"),
+        ("status_changed", "delivered"),
+    ]
+
+    assert api.delete(order_url, headers=user).status_code == 403
+    assert api.delete(order_url, headers=admin).status_code == 204
+    assert api.get(order_url, headers=admin).status_code == 404
+
+    # 6. preferences
+    r = api.get(f"/customers/{customer_id}/preferences/", headers=user)
+    assert r.status_code == 200
+    assert r.json()["email_enabled"] is True
+    r = api.patch(
+        f"/customers/{customer_id}/preferences/",
+        headers=user,
+        json={"email_enabled": True, "telegram_enabled": False, "order_updates": True, "promotional": False},
+    )
+    assert r.status_code == 200
+    assert r.json()["telegram_enabled"] is False
+
+    # 7. monitoring (the worker check arrives with the workers)
+    assert api.get("/health/", headers=user).status_code == 200
+    r = httpx.get(f"{hub.url}/health/redis/", headers=user)
+    assert r.status_code == 200
+    assert r.json()["status"] == ("ok" if hub.env.get("REDIS_URL") else "not_configured")
+
+    # sign out: the token stops working
+    assert api.post("/auth/logout/", headers=user).status_code == 204
+    assert api.get("/auth/token/check/", headers=user).status_code == 401
+
+
+def test_api_docs_are_served(hub):
+    r = httpx.get(f"{hub.url}/api/schema.json", timeout=10)
+    assert r.status_code == 200
+    paths = r.json()["paths"]
+    assert {"/api/v1/auth/token/", "/api/v1/orders/{id}/status/", "/api/v1/customers/{id}/preferences/"} <= set(
+        paths
+    )
+    for page in ("/api/docs/", "/api/redoc/"):
+        r = httpx.get(f"{hub.url}{page}", timeout=10)
+        assert r.status_code == 200
+        assert "text/html" in r.headers["content-type"]
+    # The UI's own script, served by the same process.
+    r = httpx.get(f"{hub.url}/static/drf-yasg/swagger-ui-dist/swagger-ui-bundle.js", timeout=10)
+    assert r.status_code == 200
+    assert "javascript" in r.headers["content-type"]
