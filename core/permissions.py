@@ -6,4 +6,3 @@ class IsStaff(BasePermission):
 
     def has_permission(self, request, view):
         return bool(request.user and request.user.is_staff)
-

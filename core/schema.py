@@ -20,7 +20,8 @@ class HubAutoSchema(SwaggerAutoSchema):
         public = AllowAny in permissions
         staff_only = IsStaff in permissions
         errors = {}
-        if self.method in ("POST", "PUT", "PATCH") or self.should_filter() or self.should_page():
+        has_body = self.method in ("POST", "PUT", "PATCH") and self.get_request_serializer() is not None
+        if has_body or self.should_filter() or self.should_page():
             errors["400"] = "Invalid input or malformed JSON"
         if not public:
             errors["401"] = "Missing, invalid, expired or revoked token"

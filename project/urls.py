@@ -13,7 +13,7 @@ api_v1 = [
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
-    re_path(r"^api/schema(?P<format>\.json)$", schema_view.without_ui(cache_timeout=0), name="schema-json"),
+    re_path(r"^api/schema\.(?P<format>json)$", schema_view.without_ui(cache_timeout=0), name="schema-json"),
     path("api/docs/", schema_view.with_ui("swagger", cache_timeout=0), name="schema-swagger-ui"),
     path("api/redoc/", schema_view.with_ui("redoc", cache_timeout=0), name="schema-redoc"),
     path("health/redis/", health.RedisHealthApi.as_view(), name="health-redis"),

@@ -159,9 +159,7 @@ def test_api_docs_are_served(hub):
     r = httpx.get(f"{hub.url}/api/schema.json", timeout=10)
     assert r.status_code == 200
     paths = r.json()["paths"]
-    assert {"/api/v1/auth/token/", "/api/v1/orders/{id}/status/", "/api/v1/customers/{id}/preferences/"} <= set(
-        paths
-    )
+    assert {"/api/v1/auth/token/", "/api/v1/orders/{id}/status/", "/api/v1/customers/{id}/preferences/"} <= set(paths)
     for page in ("/api/docs/", "/api/redoc/"):
         r = httpx.get(f"{hub.url}{page}", timeout=10)
         assert r.status_code == 200

@@ -1,0 +1,69 @@
+import pytest
+
+HEALTH = "/api/v1/health/"
+REDIS_HEALTH = "/health/redis/"
+NOWHERE = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+
+
+@pytest.mark.django_db
+def test_health_is_public_and_reports_the_database(anon_client, settings):
+    settings.REDIS_URL = ""
+
+    r = anon_client.get(HEALTH)
+
+    assert r.status_code == 200
+    assert r.json() == {"status": "ok", "mode": "embedded", "components": {"database": {"ok": True}}}
+
+
+@pytest.mark.django_db
+def test_health_ignores_a_bad_token(anon_client):
+    anon_client.credentials(HTTP_AUTHORIZATION="Token bogus")
+
+    assert anon_client.get(HEALTH).status_code == 200
+
+
+@pytest.mark.django_db
+def test_health_reports_redis_when_configured(anon_client, redis_url):
+    r = anon_client.get(HEALTH)
+
+    assert r.status_code == 200
+    assert r.json()["mode"] == "services"
+    assert r.json()["components"]["redis"] == {"ok": True}
+
+
+@pytest.mark.django_db
+def test_health_is_503_when_redis_is_down(anon_client, settings):
+    settings.REDIS_URL = NOWHERE
+
+    r = anon_client.get(HEALTH)
+
+    assert r.status_code == 503
+    assert r.json()["status"] == "unhealthy"
+    assert r.json()["components"]["redis"]["ok"] is False
+    assert "redis unreachable" in r.json()["components"]["redis"]["reason"]
+
+
+def test_redis_health_says_not_configured_in_embedded_mode(anon_client, settings):
+    settings.REDIS_URL = ""
+
+    r = anon_client.get(REDIS_HEALTH)
+
+    assert r.status_code == 200
+    assert r.json()["status"] == "not_configured"
+
+
+def test_redis_health_is_ok_with_a_live_redis(anon_client, redis_url):
+    r = anon_client.get(REDIS_HEALTH)
+
+    assert r.status_code == 200
+    assert r.json() == {"status": "ok"}
+
+
+def test_redis_health_is_503_with_the_reason_when_down(anon_client, settings):
+    settings.REDIS_URL = NOWHERE
+
+    r = anon_client.get(REDIS_HEALTH)
+
+    assert r.status_code == 503
+    assert r.json()["status"] == "unhealthy"
+    assert "Connection refused" in r.json()["reason"]
