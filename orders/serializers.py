@@ -43,13 +43,15 @@ class CustomerSerializer(StrictInputMixin, serializers.ModelSerializer):
             "phone": {"help_text": "E.164, e.g. +14155550123; spaces, dots, dashes and brackets are dropped."},
         }
 
-    def validate_phone(self, value):
-        return _PHONE_PUNCTUATION.sub("", value)
-
     def to_internal_value(self, data):
-        # A blank chat id in a form means "none".
-        if isinstance(data, dict) and data.get("telegram_chat_id") == "":
-            data = {**data, "telegram_chat_id": None}
+        if isinstance(data, dict):
+            data = dict(data)
+            # Before validation, so "+1 415-555-0123" is checked as "+14155550123".
+            if isinstance(data.get("phone"), str):
+                data["phone"] = _PHONE_PUNCTUATION.sub("", data["phone"])
+            # A blank chat id means "none".
+            if data.get("telegram_chat_id") == "":
+                data["telegram_chat_id"] = None
         return super().to_internal_value(data)
 
 
