@@ -7,19 +7,12 @@ from rest_framework.test import APIClient
 
 from core.models import User
 from tests.factories import PASSWORD, UserFactory
+from tests.helpers import SEED_USER
 
 REGISTER = "/api/v1/auth/register/"
 TOKEN = "/api/v1/auth/token/"
 CHECK = "/api/v1/auth/token/check/"
 LOGOUT = "/api/v1/auth/logout/"
-
-SEED_USER = {
-    "username": "demo_user",
-    "password": "secure_password123",
-    "email": "demo@example.com",
-    "first_name": "Demo",
-    "last_name": "User",
-}
 
 
 def _token_for(username, password=PASSWORD, client=None):

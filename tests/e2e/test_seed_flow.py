@@ -3,6 +3,8 @@
 import httpx
 import pytest
 
+from tests.helpers import SEED_CUSTOMER, SEED_ORDER, SEED_PREFERENCES, SEED_SHIP, SEED_USER
+
 pytestmark = pytest.mark.e2e
 
 
@@ -19,16 +21,7 @@ def test_seed_flow_answers_as_the_seed_describes(hub, settings):
     assert r.json()["components"]["database"] == {"ok": True}
 
     # 2. authentication
-    r = api.post(
-        "/auth/register/",
-        json={
-            "username": "demo_user",
-            "password": "secure_password123",
-            "email": "demo@example.com",
-            "first_name": "Demo",
-            "last_name": "User",
-        },
-    )
+    r = api.post("/auth/register/", json=SEED_USER)
     assert r.status_code == 201, r.text
     assert "password" not in r.json()
     assert r.json()["is_admin"] is False
@@ -49,20 +42,7 @@ def test_seed_flow_answers_as_the_seed_describes(hub, settings):
     assert api.get("/auth/token/check/", headers=admin).json()["is_admin"] is True
 
     # 3. customers
-    r = api.post(
-        "/customers/",
-        headers=user,
-        json={
-            "name": "John Doe",
-            "email": "john.doe@example.com",
-            "phone": "+1234567890",
-            "telegram_chat_id": "123456789",
-            "address": "123 Main St",
-            "city": "New York",
-            "country": "USA",
-            "postal_code": "10001",
-        },
-    )
+    r = api.post("/customers/", headers=user, json=SEED_CUSTOMER)
     assert r.status_code == 201, r.text
     customer_id = r.json()["id"]
     assert r.json()["telegram_chat_id"] == 123456789
@@ -77,19 +57,7 @@ def test_seed_flow_answers_as_the_seed_describes(hub, settings):
     assert r.json()["phone"] == "+1987654321"
 
     # 4. orders
-    r = api.post(
-        "/orders/",
-        headers=user,
-        json={
-            "order_number": "ORD-001",
-            "total_amount": "149.99",
-            "currency": "INR",
-            "shipping_address": "123 Main St, Mumbai, Maharashtra 400001",
-            "shipping_method": "standard",
-            "status": "pending",
-            "notes": "Urgent delivery required",
-        },
-    )
+    r = api.post("/orders/", headers=user, json=SEED_ORDER)
     assert r.status_code == 201, r.text
     order = r.json()
     assert order["customer"]["email"] == "demo@example.com"
@@ -102,11 +70,7 @@ def test_seed_flow_answers_as_the_seed_describes(hub, settings):
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "confirmed"
 
-    r = api.put(
-        order_url,
-        headers=admin,
-        json={"status": "shipped", "tracking_number": "TRK123456789", "notes": "Package shipped via express delivery"},
-    )
+    r = api.put(order_url, headers=admin, json=SEED_SHIP)
     assert r.status_code == 200, r.text
     assert (r.json()["status"], r.json()["tracking_number"]) == ("shipped", "TRK123456789")
 
@@ -136,11 +100,7 @@ def test_seed_flow_answers_as_the_seed_describes(hub, settings):
     r = api.get(f"/customers/{customer_id}/preferences/", headers=user)
     assert r.status_code == 200
     assert r.json()["email_enabled"] is True
-    r = api.patch(
-        f"/customers/{customer_id}/preferences/",
-        headers=user,
-        json={"email_enabled": True, "telegram_enabled": False, "order_updates": True, "promotional": False},
-    )
+    r = api.patch(f"/customers/{customer_id}/preferences/", headers=user, json=SEED_PREFERENCES)
     assert r.status_code == 200
     assert r.json()["telegram_enabled"] is False
 

@@ -2,19 +2,9 @@ import pytest
 
 from orders.models import Customer, NotificationPreference
 from tests.factories import CustomerFactory, OrderFactory
+from tests.helpers import SEED_CUSTOMER, assert_validation_error
 
 LIST_URL = "/api/v1/customers/"
-
-SEED_CUSTOMER = {
-    "name": "John Doe",
-    "email": "john.doe@example.com",
-    "phone": "+1234567890",
-    "telegram_chat_id": "123456789",
-    "address": "123 Main St",
-    "city": "New York",
-    "country": "USA",
-    "postal_code": "10001",
-}
 
 PREFERENCE_DEFAULTS = {"email_enabled": True, "telegram_enabled": True, "order_updates": True, "promotional": False}
 
@@ -25,18 +15,6 @@ def detail_url(customer_id):
 
 def preferences_url(customer_id):
     return f"{LIST_URL}{customer_id}/preferences/"
-
-
-def assert_validation_error(response, *fields):
-    """400 in the API's error shape, naming exactly `fields`."""
-    assert response.status_code == 400, response.content
-    error = response.json()["error"]
-    assert error["code"] == "validation_error"
-    assert isinstance(error["message"], str) and error["message"]
-    assert set(error["fields"]) == set(fields)
-    for messages in error["fields"].values():
-        assert isinstance(messages, list) and messages
-    return error
 
 
 def assert_not_found(response):

@@ -8,19 +8,9 @@ from orders import services
 from orders.models import Customer, Order, OrderEvent
 from tests.conftest import client_for
 from tests.factories import OrderFactory, UserFactory
+from tests.helpers import SEED_ORDER, SEED_SHIP, assert_validation_error
 
 LIST_URL = "/api/v1/orders/"
-
-SEED_ORDER = {
-    "order_number": "ORD-001",
-    "total_amount": "149.99",
-    "currency": "INR",
-    "shipping_address": "123 Main St, Mumbai, Maharashtra 400001",
-    "shipping_method": "standard",
-    "status": "pending",
-    "notes": "Urgent delivery required",
-}
-SEED_SHIP = {"status": "shipped", "tracking_number": "TRK123456789", "notes": "Package shipped via express delivery"}
 
 CODE_CHARS = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
@@ -31,15 +21,6 @@ def detail_url(order_id):
 
 def status_url(order_id):
     return f"{LIST_URL}{order_id}/status/"
-
-
-def assert_validation_error(response, *fields):
-    assert response.status_code == 400, response.content
-    error = response.json()["error"]
-    assert error["code"] == "validation_error"
-    assert error["message"]
-    assert set(error["fields"]) == set(fields)
-    return error
 
 
 def assert_not_found(response):
