@@ -37,6 +37,18 @@ def redis_check():
     return True, ""
 
 
+def worker_check():
+    from notify.heartbeat import heartbeats_recent
+
+    try:
+        workers = heartbeats_recent()
+    except redis.RedisError as exc:
+        return False, f"worker heartbeats unreadable: {exc}"
+    if not workers:
+        return False, f"no worker has sent a heartbeat in {settings.WORKER_HEARTBEAT_TIMEOUT_SECONDS:g} s"
+    return True, ""
+
+
 def _component(ok, reason):
     return {"ok": ok, "reason": reason} if reason else {"ok": ok}
 
@@ -70,6 +82,7 @@ class HealthApi(APIView):
         components = {"database": _component(*database_check())}
         if settings.REDIS_URL:
             components["redis"] = _component(*redis_check())
+        components["worker"] = _component(*worker_check())
         healthy = all(c["ok"] for c in components.values())
         body = {
             "status": "ok" if healthy else "unhealthy",
@@ -105,3 +118,52 @@ class RedisHealthApi(APIView):
         if ok:
             return Response({"status": "ok"})
         return Response({"status": "unhealthy", "reason": reason}, status=503)
+
+
+worker_health_schema = openapi.Schema(
+    type=openapi.TYPE_OBJECT,
+    properties={
+        "status": openapi.Schema(type=openapi.TYPE_STRING, enum=["ok", "unhealthy"]),
+        "reason": openapi.Schema(type=openapi.TYPE_STRING),
+        "workers": openapi.Schema(
+            type=openapi.TYPE_OBJECT,
+            description="worker id -> seconds since its last heartbeat",
+            additional_properties=openapi.Schema(type=openapi.TYPE_NUMBER),
+        ),
+        "last_heartbeat_seconds_ago": openapi.Schema(type=openapi.TYPE_NUMBER, x_nullable=True),
+        "queues": openapi.Schema(
+            type=openapi.TYPE_OBJECT,
+            description="queue -> messages waiting or in flight (`.DQ`: delayed retries)",
+            additional_properties=openapi.Schema(type=openapi.TYPE_INTEGER),
+        ),
+    },
+)
+
+
+class WorkerHealthApi(APIView):
+    """Public: the notification workers' heartbeats and queue depths."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @swagger_auto_schema(
+        operation_summary="Worker health (also at /health/celery/)",
+        responses={200: worker_health_schema, 503: openapi.Response("No live worker", worker_health_schema)},
+        security=[],
+    )
+    def get(self, request):
+        from notify.heartbeat import heartbeats_recent, queue_depths
+
+        try:
+            workers, queues = heartbeats_recent(), queue_depths()
+        except redis.RedisError as exc:
+            return Response({"status": "unhealthy", "reason": f"redis unreachable: {exc}"}, status=503)
+        body = {
+            "status": "ok" if workers else "unhealthy",
+            "workers": workers,
+            "last_heartbeat_seconds_ago": min(workers.values()) if workers else None,
+            "queues": queues,
+        }
+        if not workers:
+            body["reason"] = f"no worker has sent a heartbeat in {settings.WORKER_HEARTBEAT_TIMEOUT_SECONDS:g} s"
+        return Response(body, status=200 if workers else 503)

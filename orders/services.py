@@ -6,6 +6,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core.exceptions import ApplicationError, Conflict
+from notify.services import notifications_for_order_event
 from orders.models import (
     Customer,
     NotificationPreference,
@@ -150,7 +151,8 @@ def order_create(
         # A concurrent order took the number; generated codes practically never collide.
         _order_check_unique(order_number=order.order_number, tracking_number=order.tracking_number)
         raise
-    OrderEvent.objects.create(order=order, kind=OrderEventKind.CREATED, to_status=order.status, actor=by)
+    event = OrderEvent.objects.create(order=order, kind=OrderEventKind.CREATED, to_status=order.status, actor=by)
+    notifications_for_order_event(order_event=event)
     return order
 
 
@@ -203,9 +205,10 @@ def order_change_status(*, order, status, by):
     previous = order.status
     order.status = status
     order.save(update_fields=["status", "updated_at"])
-    OrderEvent.objects.create(
+    event = OrderEvent.objects.create(
         order=order, kind=OrderEventKind.STATUS_CHANGED, from_status=previous, to_status=status, actor=by
     )
+    notifications_for_order_event(order_event=event)
     return order
 
 

@@ -8,5 +8,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 application = ProtocolTypeRouter({"http": django_asgi_app})
+
+if not settings.REDIS_URL:
+    # Embedded mode: no separate worker processes, so this one delivers.
+    from notify.embedded import embedded_worker_start
+
+    embedded_worker_start()

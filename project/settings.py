@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "knox",
     "django_filters",
     "drf_yasg",
+    "django_dramatiq",
     "core",
     "orders",
     "notify",
@@ -151,6 +152,7 @@ REST_FRAMEWORK = {
         # one account's password from many addresses is slowed as well.
         "auth": env.str("AUTH_THROTTLE_RATE", default="10/minute"),
         "login_username": env.str("AUTH_THROTTLE_RATE", default="10/minute"),
+        "notify_send": env.str("NOTIFY_THROTTLE_RATE", default="120/minute"),
     },
     "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
@@ -169,6 +171,56 @@ SWAGGER_SETTINGS = {
     "USE_SESSION_AUTH": False,
     "DEFAULT_AUTO_SCHEMA_CLASS": "core.schema.HubAutoSchema",
 }
+
+# Background delivery. Services mode: a Redis broker shared by `rundramatiq`
+# workers. Embedded mode: an in-memory broker whose worker runs inside the web
+# process (see notify.embedded).
+DRAMATIQ_BROKER = {
+    "BROKER": "dramatiq.brokers.redis.RedisBroker" if REDIS_URL else "dramatiq.brokers.stub.StubBroker",
+    "OPTIONS": {"url": REDIS_URL} if REDIS_URL else {},
+    "MIDDLEWARE": [
+        "dramatiq.middleware.AgeLimit",
+        "dramatiq.middleware.TimeLimit",
+        "django_dramatiq.middleware.DbConnectionsMiddleware",
+        "notify.heartbeat.HeartbeatMiddleware",
+    ],
+}
+DRAMATIQ_AUTODISCOVER_MODULES = ["tasks"]
+
+# Retries of a notification after its first attempt, on transient errors.
+NOTIFY_MAX_RETRIES = env.int("NOTIFY_MAX_RETRIES", default=5)
+# Backoff before retry n: random between 0 and base * 2**(n-1), at most the cap.
+NOTIFY_RETRY_BASE_SECONDS = env.float("NOTIFY_RETRY_BASE_SECONDS", default=2.0)
+NOTIFY_RETRY_MAX_SECONDS = env.float("NOTIFY_RETRY_MAX_SECONDS", default=600.0)
+# A row `sending` this long is taken to belong to a dead worker and is retried.
+NOTIFY_SENDING_TIMEOUT_SECONDS = env.float("NOTIFY_SENDING_TIMEOUT_SECONDS", default=300.0)
+# The sweeper's period, and how long a due row may wait in the queue before
+# the sweeper enqueues it again.
+NOTIFY_SWEEP_INTERVAL_SECONDS = env.float("NOTIFY_SWEEP_INTERVAL_SECONDS", default=30.0)
+NOTIFY_STALE_AFTER_SECONDS = env.float("NOTIFY_STALE_AFTER_SECONDS", default=120.0)
+# A worker that has not beaten for this long counts as gone.
+WORKER_HEARTBEAT_TIMEOUT_SECONDS = 30.0
+
+# Email: an SMTP URL such as smtp://user:password@mail.example.com:587/?tls=True.
+_email = env.email_url("EMAIL_URL", default="smtp://127.0.0.1:25" if REDIS_URL else "consolemail://")
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+EMAIL_HOST = _email["EMAIL_HOST"] or "localhost"
+EMAIL_PORT = _email["EMAIL_PORT"] or 25
+EMAIL_HOST_USER = _email["EMAIL_HOST_USER"] or ""
+EMAIL_HOST_PASSWORD = _email["EMAIL_HOST_PASSWORD"] or ""
+EMAIL_USE_TLS = _email.get("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = _email.get("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=10.0)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Notification hub <hub@localhost>")
+
+# Telegram Bot API. Without a token, DEBUG logs messages to the console and
+# production fails them with the reason.
+TELEGRAM_BOT_TOKEN = env.str("TELEGRAM_BOT_TOKEN", default="")
+TELEGRAM_API_URL = env.str("TELEGRAM_API_URL", default="https://api.telegram.org").rstrip("/")
+TELEGRAM_TIMEOUT = env.float("TELEGRAM_TIMEOUT", default=10.0)
+# Telegram's own limits: one message a second per chat, thirty per bot.
+TELEGRAM_CHAT_INTERVAL_SECONDS = env.float("TELEGRAM_CHAT_INTERVAL_SECONDS", default=1.0)
+TELEGRAM_BOT_MESSAGES_PER_SECOND = env.float("TELEGRAM_BOT_MESSAGES_PER_SECOND", default=30.0)
 
 LOGGING = {
     "version": 1,

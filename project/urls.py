@@ -8,6 +8,7 @@ from core.schema import schema_view
 api_v1 = [
     path("", include("core.urls")),
     path("", include("orders.urls")),
+    path("", include("notify.urls")),
 ]
 
 urlpatterns = [
@@ -17,6 +18,9 @@ urlpatterns = [
     path("api/docs/", schema_view.with_ui("swagger", cache_timeout=0), name="schema-swagger-ui"),
     path("api/redoc/", schema_view.with_ui("redoc", cache_timeout=0), name="schema-redoc"),
     path("health/redis/", health.RedisHealthApi.as_view(), name="health-redis"),
+    path("health/worker/", health.WorkerHealthApi.as_view(), name="health-worker"),
+    # The seed's name for the worker check, from when the workers were Celery.
+    path("health/celery/", health.WorkerHealthApi.as_view(), name="health-celery"),
     path("", include("frontend.urls")),
 ]
 

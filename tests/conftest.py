@@ -85,3 +85,15 @@ def staff_client(staff):
 def _fast_password_hashing(settings):
     # PBKDF2's deliberate slowness buys nothing in tests of this process.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def worker_beating(settings):
+    """A worker heartbeat, as a running worker would leave it."""
+    from notify import heartbeat
+
+    heartbeat.heartbeat_beat("test-worker")
+    yield
+    if settings.REDIS_URL:
+        heartbeat._redis().hdel(heartbeat._KEY, "test-worker")
+    heartbeat._local_beats.clear()

@@ -1,29 +1,46 @@
 import pytest
 
+from notify.heartbeat import _local_beats, heartbeat_beat
+
 HEALTH = "/api/v1/health/"
 REDIS_HEALTH = "/health/redis/"
 NOWHERE = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 
 
 @pytest.mark.django_db
-def test_health_is_public_and_reports_the_database(anon_client, settings):
+def test_health_is_public_and_reports_database_and_worker(anon_client, settings):
     settings.REDIS_URL = ""
+    heartbeat_beat("embedded-worker")
 
     r = anon_client.get(HEALTH)
 
     assert r.status_code == 200
-    assert r.json() == {"status": "ok", "mode": "embedded", "components": {"database": {"ok": True}}}
+    assert r.json() == {
+        "status": "ok",
+        "mode": "embedded",
+        "components": {"database": {"ok": True}, "worker": {"ok": True}},
+    }
 
 
 @pytest.mark.django_db
-def test_health_ignores_a_bad_token(anon_client):
+def test_health_is_503_without_a_live_worker(anon_client, settings):
+    settings.REDIS_URL = ""
+
+    r = anon_client.get(HEALTH)
+
+    assert r.status_code == 503
+    assert r.json()["components"]["worker"] == {"ok": False, "reason": "no worker has sent a heartbeat in 30 s"}
+
+
+@pytest.mark.django_db
+def test_health_ignores_a_bad_token(anon_client, worker_beating):
     anon_client.credentials(HTTP_AUTHORIZATION="Token bogus")
 
     assert anon_client.get(HEALTH).status_code == 200
 
 
 @pytest.mark.django_db
-def test_health_reports_redis_when_configured(anon_client, redis_url):
+def test_health_reports_redis_when_configured(anon_client, redis_url, worker_beating):
     r = anon_client.get(HEALTH)
 
     assert r.status_code == 200
@@ -67,3 +84,10 @@ def test_redis_health_is_503_with_the_reason_when_down(anon_client, settings):
     assert r.status_code == 503
     assert r.json()["status"] == "unhealthy"
     assert "Connection refused" in r.json()["reason"]
+
+
+@pytest.fixture(autouse=True)
+def _no_local_beats():
+    _local_beats.clear()
+    yield
+    _local_beats.clear()

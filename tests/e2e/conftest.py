@@ -72,7 +72,7 @@ class Hub:
             if self.process.poll() is not None:
                 raise RuntimeError(f"daphne exited with {self.process.returncode}:\n{self.output()}")
             try:
-                if httpx.get(f"{self.url}/api/v1/health/", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}/", timeout=1).status_code == 200:
                     return self
             except httpx.TransportError:
                 pass

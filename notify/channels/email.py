@@ -1,0 +1,42 @@
+import smtplib
+from email.utils import make_msgid
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives, get_connection
+
+from notify.channels.base import PermanentError, TransientError
+
+
+def _smtp_error(exc):
+    """SMTP replies 4xx are temporary, 5xx permanent (RFC 5321)."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in exc.recipients.values()]
+        detail = "; ".join(
+            f"{rcpt}: {code} {msg.decode(errors='replace')}" for rcpt, (code, msg) in exc.recipients.items()
+        )
+        error = f"SMTP refused the recipient: {detail}"
+        return TransientError(error) if all(400 <= c < 500 for c in codes) else PermanentError(error)
+    if isinstance(exc, smtplib.SMTPResponseException):
+        message = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+        error = f"SMTP {exc.smtp_code}: {message}"
+        return TransientError(error) if 400 <= exc.smtp_code < 500 else PermanentError(error)
+    return TransientError(f"SMTP connection failed: {exc}")
+
+
+def email_send(notification):
+    message_id = make_msgid(domain=settings.DEFAULT_FROM_EMAIL.rpartition("@")[2].strip("> ") or "localhost")
+    email = EmailMultiAlternatives(
+        subject=notification.title,
+        body=notification.message,
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[notification.recipient],
+        headers={"Message-ID": message_id},
+        connection=get_connection(timeout=settings.EMAIL_TIMEOUT),
+    )
+    if notification.html_message:
+        email.attach_alternative(notification.html_message, "text/html")
+    try:
+        email.send()
+    except (TimeoutError, smtplib.SMTPException, OSError) as exc:
+        raise _smtp_error(exc) from exc
+    return message_id

@@ -1,0 +1,18 @@
+import signal
+import threading
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from notify.sweeper import sweeper_loop
+
+
+class Command(BaseCommand):
+    help = "Re-enqueue notifications whose enqueue was lost or whose worker died, every NOTIFY_SWEEP_INTERVAL_SECONDS."
+
+    def handle(self, *args, **options):
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        self.stdout.write(f"Sweeping every {settings.NOTIFY_SWEEP_INTERVAL_SECONDS:g}s.")
+        sweeper_loop(stop)

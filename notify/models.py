@@ -1,0 +1,127 @@
+from django.conf import settings
+from django.db import models
+
+
+class Channel(models.TextChoices):
+    EMAIL = "email"
+    TELEGRAM = "telegram"
+
+
+class Priority(models.TextChoices):
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    URGENT = "urgent"
+
+
+URGENT_PRIORITIES = {Priority.HIGH, Priority.URGENT}
+
+
+class NotificationStatus(models.TextChoices):
+    PENDING = "pending"  # written; its enqueue runs when the transaction commits
+    QUEUED = "queued"  # on the broker, waiting for a worker (first time or retry)
+    SENDING = "sending"  # claimed by a worker
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # never sent: the customer's preferences or contacts rule it out
+
+
+FINAL_STATUSES = {NotificationStatus.SENT, NotificationStatus.FAILED, NotificationStatus.SKIPPED}
+
+
+class NotificationKind(models.TextChoices):
+    MANUAL = "manual"
+    ORDER_CREATED = "order_created"
+    ORDER_STATUS_CHANGED = "order_status_changed"
+
+
+class Notification(models.Model):
+    """One message to one recipient over one channel: the delivery ledger and the outbox.
+
+    Written in the transaction of the change that causes it; workers move it
+    through its statuses and record every attempt.
+    """
+
+    kind = models.CharField(max_length=30, choices=NotificationKind.choices, default=NotificationKind.MANUAL)
+    channel = models.CharField(max_length=20, choices=Channel.choices)
+    recipient = models.CharField(max_length=254)
+    title = models.CharField(max_length=200)
+    message = models.TextField()
+    # Email only: the HTML alternative, rendered when the row is written.
+    html_message = models.TextField(blank=True)
+    priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.NORMAL)
+    status = models.CharField(max_length=10, choices=NotificationStatus.choices, default=NotificationStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    provider_message_id = models.CharField(max_length=255, blank=True)
+    customer = models.ForeignKey(
+        "orders.Customer", null=True, blank=True, on_delete=models.SET_NULL, related_name="notifications"
+    )
+    order = models.ForeignKey(
+        "orders.Order", null=True, blank=True, on_delete=models.SET_NULL, related_name="notifications"
+    )
+    order_event = models.ForeignKey(
+        "orders.OrderEvent", null=True, blank=True, on_delete=models.SET_NULL, related_name="notifications"
+    )
+    sender = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="notifications_sent",
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    sending_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+    # A retry waits for this moment; the worker will not claim the row before it.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # The sweeper's scan and the status filters.
+            models.Index(fields=["status", "queued_at"]),
+        ]
+
+    def __str__(self):
+        return f"{self.channel} to {self.recipient}: {self.title}"
+
+
+class AttemptOutcome(models.TextChoices):
+    SENT = "sent"
+    RETRY = "retry"
+    FAILED = "failed"
+
+
+class NotificationAttempt(models.Model):
+    notification = models.ForeignKey(Notification, on_delete=models.CASCADE, related_name="attempt_log")
+    number = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    outcome = models.CharField(max_length=10, choices=AttemptOutcome.choices)
+    error = models.TextField(blank=True)
+    provider_message_id = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["started_at", "id"]
+
+    def __str__(self):
+        return f"attempt {self.number} of {self.notification_id}: {self.outcome}"
+
+
+class IdempotencyKey(models.Model):
+    """What a send or bulk request with an `Idempotency-Key` header created, to answer its repeats."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    notification_ids = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="notify_idempotency_key_unique")]
+
+    def __str__(self):
+        return f"{self.user_id}:{self.key}"

@@ -1,0 +1,53 @@
+from datetime import timedelta
+from statistics import median, quantiles
+
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from notify.models import Channel, Notification, NotificationStatus, Priority
+from orders.selectors import customer_list, order_list
+
+
+def notification_list(*, user):
+    """Staff: all. A user: what they sent, and what concerns the orders and customers they see."""
+    notifications = Notification.objects.all()
+    if user.is_staff:
+        return notifications
+    return notifications.filter(
+        Q(sender=user) | Q(order__in=order_list(user=user)) | Q(customer__in=customer_list(user=user))
+    )
+
+
+def _counts(queryset, field, choices):
+    counts = dict.fromkeys(choices.values, 0)
+    counts.update({row[field]: row["n"] for row in queryset.values(field).annotate(n=Count("id")).order_by()})
+    return counts
+
+
+def _stats(queryset):
+    by_status = _counts(queryset, "status", NotificationStatus)
+    finished = by_status[NotificationStatus.SENT] + by_status[NotificationStatus.FAILED]
+    latencies = [
+        (sent_at - created_at).total_seconds()
+        for created_at, sent_at in queryset.filter(status=NotificationStatus.SENT)
+        .values_list("created_at", "sent_at")
+        .iterator()
+    ]
+    return {
+        "total": sum(by_status.values()),
+        "by_status": by_status,
+        "by_channel": _counts(queryset, "channel", Channel),
+        "by_priority": _counts(queryset, "priority", Priority),
+        "success_rate": round(by_status[NotificationStatus.SENT] / finished, 4) if finished else None,
+        "latency_seconds": {
+            "median": round(median(latencies), 3) if latencies else None,
+            "p95": round(quantiles(latencies, n=20)[-1], 3) if len(latencies) > 1 else (latencies or [None])[0],
+        },
+    }
+
+
+def notification_stats(*, queryset):
+    """Counts by status, channel and priority, success rate and creation-to-sent latency;
+    overall and for the last 24 hours."""
+    since = timezone.now() - timedelta(hours=24)
+    return {"overall": _stats(queryset), "last_24h": _stats(queryset.filter(created_at__gte=since))}

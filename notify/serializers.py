@@ -1,0 +1,98 @@
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import validate_email
+from rest_framework import serializers
+
+from core.serializers import StrictInputMixin
+from notify.models import Channel, Notification, NotificationAttempt, Priority
+from orders.models import TELEGRAM_CHAT_ID_LIMIT
+
+BULK_LIMIT = 1000
+
+
+class NotificationSendSerializer(StrictInputMixin, serializers.Serializer):
+    title = serializers.CharField(max_length=200)
+    message = serializers.CharField(max_length=20_000)
+    recipient_type = serializers.ChoiceField(choices=Channel.choices, help_text="The channel: email or telegram.")
+    recipient = serializers.CharField(
+        max_length=254, help_text="An email address, or a Telegram chat id (an integer, negative for groups)."
+    )
+    priority = serializers.ChoiceField(choices=Priority.choices, default=Priority.NORMAL)
+
+    def validate(self, attrs):
+        recipient = attrs["recipient"].strip()
+        if attrs["recipient_type"] == Channel.EMAIL:
+            try:
+                validate_email(recipient)
+            except DjangoValidationError:
+                raise serializers.ValidationError({"recipient": ["Enter a valid email address."]}) from None
+        else:
+            try:
+                chat_id = int(recipient)
+            except ValueError:
+                chat_id = 0
+            if chat_id == 0 or abs(chat_id) >= TELEGRAM_CHAT_ID_LIMIT:
+                raise serializers.ValidationError(
+                    {"recipient": ["Enter a Telegram chat id: a non-zero integer, negative for groups."]}
+                )
+            recipient = str(chat_id)
+        return {
+            "channel": attrs["recipient_type"],
+            "recipient": recipient,
+            "title": attrs["title"],
+            "message": attrs["message"],
+            "priority": attrs["priority"],
+        }
+
+
+class NotificationBulkSerializer(StrictInputMixin, serializers.Serializer):
+    notifications = NotificationSendSerializer(many=True, allow_empty=False, max_length=BULK_LIMIT)
+
+
+class NotificationAttemptSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = NotificationAttempt
+        fields = ["number", "outcome", "error", "provider_message_id", "started_at", "finished_at"]
+
+
+class NotificationSerializer(serializers.ModelSerializer):
+    sender = serializers.CharField(source="sender.username", default=None)
+
+    class Meta:
+        model = Notification
+        fields = [
+            "id",
+            "kind",
+            "channel",
+            "recipient",
+            "title",
+            "message",
+            "priority",
+            "status",
+            "attempts",
+            "last_error",
+            "provider_message_id",
+            "customer",
+            "order",
+            "order_event",
+            "sender",
+            "created_at",
+            "queued_at",
+            "sending_at",
+            "sent_at",
+            "failed_at",
+            "next_attempt_at",
+        ]
+        read_only_fields = fields
+
+
+class NotificationDetailSerializer(NotificationSerializer):
+    attempt_log = NotificationAttemptSerializer(many=True, read_only=True)
+
+    class Meta(NotificationSerializer.Meta):
+        fields = NotificationSerializer.Meta.fields + ["attempt_log"]
+        read_only_fields = fields
+
+
+class NotificationBulkResultSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    ids = serializers.ListField(child=serializers.IntegerField())
