@@ -97,3 +97,34 @@ def worker_beating(settings):
     if settings.REDIS_URL:
         heartbeat._redis().hdel(heartbeat._KEY, "test-worker")
     heartbeat._local_beats.clear()
+
+
+TELEGRAM_TEST_TOKEN = "123456:TEST-bot-token-never-logged"
+
+
+@pytest.fixture
+def smtp_sink(settings):
+    """A real SMTP server on loopback, and the hub's mail pointed at it."""
+    from tests.fakes import SmtpSink
+
+    sink = SmtpSink().start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", sink.port
+    settings.EMAIL_TIMEOUT = 2
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+def telegram_api(settings):
+    """A Bot API stand-in on loopback, and the hub's Telegram channel pointed at it."""
+    from tests.fakes import FakeTelegram
+
+    fake = FakeTelegram(TELEGRAM_TEST_TOKEN).start()
+    settings.TELEGRAM_API_URL = fake.url
+    settings.TELEGRAM_BOT_TOKEN = TELEGRAM_TEST_TOKEN
+    settings.TELEGRAM_TIMEOUT = 0.5
+    settings.TELEGRAM_CHAT_INTERVAL_SECONDS = 0.0
+    settings.TELEGRAM_BOT_MESSAGES_PER_SECOND = 10_000
+    yield fake
+    fake.stop()

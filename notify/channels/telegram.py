@@ -14,9 +14,9 @@ MESSAGE_LIMIT = 4096  # characters of one sendMessage text, after escaping
 
 
 @cache
-def _client():
+def _client(timeout):
     # One pooled client for every worker thread (httpx.Client is thread-safe).
-    return httpx.Client(timeout=settings.TELEGRAM_TIMEOUT)
+    return httpx.Client(timeout=timeout)
 
 
 def telegram_text_chunks(title, message):
@@ -48,7 +48,9 @@ def _scrub(text):
 def _post(chat_id, text):
     url = f"{settings.TELEGRAM_API_URL}/bot{settings.TELEGRAM_BOT_TOKEN}/sendMessage"
     try:
-        response = _client().post(url, json={"chat_id": chat_id, "text": text, "parse_mode": "HTML"})
+        response = _client(settings.TELEGRAM_TIMEOUT).post(
+            url, json={"chat_id": chat_id, "text": text, "parse_mode": "HTML"}
+        )
     except httpx.TimeoutException:
         raise TransientError("Telegram did not answer in time.") from None
     except httpx.HTTPError as exc:

@@ -1,0 +1,293 @@
+from datetime import timedelta
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from core.exceptions import Conflict
+from notify import services
+from notify.heartbeat import queue_depths
+from notify.models import Notification, NotificationAttempt, NotificationKind, NotificationStatus
+from orders import services as order_services
+from tests.factories import CustomerFactory, OrderFactory, StaffFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+S = NotificationStatus
+
+
+def _queued():
+    return {queue: n for queue, n in queue_depths().items() if n}
+
+
+def _send(sender, channel="email", recipient="ann@example.com", **extra):
+    fields = {"channel": channel, "recipient": recipient, "title": "Hi", "message": "Hello", **extra}
+    notification, _ = services.notification_send(sender=sender, **fields)
+    return notification
+
+
+# ---- order notifications -------------------------------------------------------------
+
+
+def test_order_create_writes_one_notification_per_channel_from_templates(django_capture_on_commit_callbacks):
+    user = UserFactory(first_name="Ann", last_name="Lee")
+    with django_capture_on_commit_callbacks(execute=True):
+        order = OrderFactory(created_by=user, order_number="ORD-77")
+    order_services.preferences_update(customer=order.customer, by=user, telegram_enabled=True)
+
+    email, telegram = Notification.objects.filter(order=order).order_by("channel")
+    assert (email.channel, email.recipient, email.kind) == ("email", user.email, NotificationKind.ORDER_CREATED)
+    assert email.title == "Order ORD-77 received"
+    assert "Hello Ann Lee," in email.message and "149.99 INR" in email.message
+    assert "<strong>ORD-77</strong>" in email.html_message
+    assert email.status == S.QUEUED and email.order_event.kind == "created"
+    # No chat id on file for a customer made from the user's account.
+    assert (telegram.status, telegram.last_error) == (S.SKIPPED, "no Telegram chat id on file")
+    assert _queued() == {"notify": 1}
+
+
+def test_order_status_change_notifies_every_enabled_channel(django_capture_on_commit_callbacks):
+    customer = CustomerFactory(telegram_chat_id=-1001234)
+    user = UserFactory(email=customer.email)
+    order = OrderFactory(created_by=user)
+    Notification.objects.all().delete()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        order_services.order_change_status(order=order, status="confirmed", by=StaffFactory())
+
+    rows = {n.channel: n for n in Notification.objects.all()}
+    assert set(rows) == {"email", "telegram"}
+    assert rows["telegram"].recipient == "-1001234"
+    assert rows["telegram"].message.startswith(f"Order {order.order_number} is now confirmed.")
+    assert rows["email"].title == f"Order {order.order_number} is confirmed"
+    assert all(n.status == S.QUEUED and n.kind == NotificationKind.ORDER_STATUS_CHANGED for n in rows.values())
+    assert _queued() == {"notify": 2}
+
+
+@pytest.mark.parametrize(
+    "preferences, email_reason, telegram_reason",
+    [
+        ({"order_updates": False}, "the customer turned off order updates", "the customer turned off order updates"),
+        ({"email_enabled": False}, "the customer turned off email", ""),
+        ({"telegram_enabled": False}, "", "the customer turned off Telegram"),
+    ],
+)
+def test_order_notifications_honour_preferences(preferences, email_reason, telegram_reason):
+    customer = CustomerFactory(telegram_chat_id=42)
+    user = UserFactory(email=customer.email)
+    order_services.preferences_update(customer=customer, by=user, **preferences)
+
+    OrderFactory(created_by=user)
+
+    rows = {n.channel: n for n in Notification.objects.all()}
+    for channel, reason in (("email", email_reason), ("telegram", telegram_reason)):
+        expected = (S.SKIPPED, reason) if reason else (S.PENDING, "")
+        assert (rows[channel].status, rows[channel].last_error) == expected, channel
+
+
+def test_order_rollback_leaves_no_notification_and_sends_nothing(django_capture_on_commit_callbacks):
+    user = UserFactory()
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        with pytest.raises(RuntimeError), transaction.atomic():
+            OrderFactory(created_by=user)
+            raise RuntimeError("the order's transaction fails after the notifications were written")
+
+    assert Notification.objects.count() == 0
+    assert callbacks == []
+    assert _queued() == {}
+
+
+# ---- manual sends and idempotency ------------------------------------------------------
+
+
+def test_notification_send_renders_escaped_html_and_enqueues_on_commit(user, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        notification = _send(user, title="Sale <b>", message="50% off & more", priority="urgent")
+
+    notification.refresh_from_db()
+    assert notification.status == S.QUEUED and notification.queued_at is not None
+    assert "Sale &lt;b&gt;" in notification.html_message and "50% off &amp; more" in notification.html_message
+    assert _queued() == {"notify_urgent": 1}
+
+
+def test_notification_send_with_a_key_creates_once(user):
+    first, replayed_first = services.notification_send(
+        sender=user, idempotency_key="k1", channel="email", recipient="a@example.com", title="T", message="M"
+    )
+    second, replayed_second = services.notification_send(
+        sender=user, idempotency_key="k1", channel="email", recipient="a@example.com", title="T", message="M"
+    )
+
+    assert (replayed_first, replayed_second) == (False, True)
+    assert first.pk == second.pk
+    assert Notification.objects.count() == 1
+    with pytest.raises(Conflict) as exc:
+        services.notification_send(
+            sender=user, idempotency_key="k1", channel="email", recipient="b@example.com", title="T", message="M"
+        )
+    assert exc.value.code == "idempotency_key_reused"
+    assert Notification.objects.count() == 1
+
+
+def test_bulk_send_creates_all_rows_and_enqueues_by_priority(user, django_capture_on_commit_callbacks):
+    items = [
+        {"channel": "email", "recipient": f"u{i}@example.com", "title": "T", "message": "M", "priority": p}
+        for i, p in enumerate(["low", "normal", "high", "urgent", "normal"])
+    ]
+    with django_capture_on_commit_callbacks(execute=True):
+        rows, _ = services.notifications_bulk_send(sender=user, items=items)
+
+    assert len(rows) == 5 == Notification.objects.filter(status=S.QUEUED).count()
+    assert _queued() == {"notify": 3, "notify_urgent": 2}
+
+
+# ---- delivery -------------------------------------------------------------------------
+
+
+def test_deliver_sends_once_and_records_the_attempt(user, smtp_sink):
+    notification = _send(user)
+
+    services.notification_deliver(notification_id=notification.pk)
+    services.notification_deliver(notification_id=notification.pk)  # a duplicate message
+
+    notification.refresh_from_db()
+    assert len(smtp_sink.messages) == 1
+    assert notification.status == S.SENT and notification.attempts == 1
+    assert notification.sent_at is not None and notification.provider_message_id.startswith("<")
+    (attempt,) = NotificationAttempt.objects.all()
+    assert (attempt.number, attempt.outcome, attempt.error) == (1, "sent", "")
+
+
+def test_deliver_retries_a_transient_error_later(user, smtp_sink, settings, django_capture_on_commit_callbacks):
+    settings.NOTIFY_RETRY_BASE_SECONDS = 10
+    smtp_sink.reply_rcpt = "451 try again later"
+    notification = _send(user)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.notification_deliver(notification_id=notification.pk)
+
+    notification.refresh_from_db()
+    assert notification.status == S.QUEUED
+    assert notification.attempts == 1 and "451" in notification.last_error
+    wait = (notification.next_attempt_at - timezone.now()).total_seconds()
+    assert 4 < wait <= 10  # half to all of the base delay
+    assert _queued() == {"notify.DQ": 1}
+    # Not due yet: a stray copy of the message must not send early.
+    smtp_sink.reply_rcpt = None
+    assert services.notification_deliver(notification_id=notification.pk) is None
+    assert smtp_sink.messages == []
+
+
+def test_deliver_waits_at_least_telegram_retry_after(user, telegram_api, settings):
+    settings.NOTIFY_RETRY_BASE_SECONDS = 0.1
+    telegram_api.script.append((429, 30))
+    notification = _send(user, channel="telegram", recipient="42")
+
+    services.notification_deliver(notification_id=notification.pk)
+
+    notification.refresh_from_db()
+    assert (notification.next_attempt_at - timezone.now()).total_seconds() > 29
+
+
+def test_deliver_fails_a_permanent_error_at_once(user, smtp_sink):
+    smtp_sink.reply_rcpt = "550 5.1.1 no such user"
+    notification = _send(user)
+
+    services.notification_deliver(notification_id=notification.pk)
+
+    notification.refresh_from_db()
+    assert notification.status == S.FAILED and notification.failed_at is not None
+    assert notification.last_error.startswith("SMTP refused the recipient") and "550" in notification.last_error
+    assert _queued() == {}
+
+
+def test_deliver_gives_up_after_the_last_retry(user, smtp_sink, settings):
+    settings.NOTIFY_MAX_RETRIES = 2
+    smtp_sink.reply_data = "421 service not available"
+    notification = _send(user)
+
+    for _ in range(3):
+        Notification.objects.filter(pk=notification.pk).update(next_attempt_at=None)
+        services.notification_deliver(notification_id=notification.pk)
+
+    notification.refresh_from_db()
+    assert notification.status == S.FAILED
+    assert notification.attempts == 3
+    assert notification.last_error.endswith("(gave up after 3 attempts)")
+    assert list(notification.attempt_log.values_list("outcome", flat=True)) == ["retry", "retry", "failed"]
+
+
+def test_deliver_turns_off_telegram_for_a_chat_that_blocked_the_bot(user, telegram_api):
+    customer = CustomerFactory(telegram_chat_id=777)
+    telegram_api.script.append((403, "Forbidden: bot was blocked by the user"))
+    notification = _send(user, channel="telegram", recipient="777")
+
+    services.notification_deliver(notification_id=notification.pk)
+
+    notification.refresh_from_db()
+    customer.preferences.refresh_from_db()
+    assert notification.status == S.FAILED and "blocked" in notification.last_error
+    assert customer.preferences.telegram_enabled is False
+
+
+def test_deliver_takes_over_a_row_left_sending_by_a_dead_worker(user, smtp_sink, settings):
+    settings.NOTIFY_SENDING_TIMEOUT_SECONDS = 60
+    notification = _send(user)
+    Notification.objects.filter(pk=notification.pk).update(
+        status=S.SENDING, sending_at=timezone.now() - timedelta(seconds=30), attempts=1
+    )
+    services.notification_deliver(notification_id=notification.pk)
+    assert smtp_sink.messages == []  # still within the timeout: someone may be sending it
+
+    Notification.objects.filter(pk=notification.pk).update(sending_at=timezone.now() - timedelta(seconds=61))
+    services.notification_deliver(notification_id=notification.pk)
+
+    notification.refresh_from_db()
+    assert len(smtp_sink.messages) == 1
+    assert (notification.status, notification.attempts) == (S.SENT, 2)
+
+
+def test_retry_requeues_only_failed_notifications(user, staff, django_capture_on_commit_callbacks):
+    notification = _send(user)
+    with pytest.raises(Conflict):
+        services.notification_retry(notification=notification, by=staff)
+
+    Notification.objects.filter(pk=notification.pk).update(status=S.FAILED, attempts=6, failed_at=timezone.now())
+    with django_capture_on_commit_callbacks(execute=True):
+        services.notification_retry(notification=notification, by=staff)
+
+    notification.refresh_from_db()
+    assert (notification.status, notification.attempts, notification.failed_at) == (S.QUEUED, 0, None)
+    assert _queued() == {"notify": 1}
+
+
+# ---- sweeper --------------------------------------------------------------------------
+
+
+def test_sweep_enqueues_what_fell_through_and_nothing_else(user, settings):
+    settings.NOTIFY_STALE_AFTER_SECONDS = 60
+    settings.NOTIFY_SENDING_TIMEOUT_SECONDS = 300
+    old = timezone.now() - timedelta(seconds=120)
+    lost = _send(user)  # enqueue lost: still pending long after creation
+    waiting = _send(user)  # on a queue that lost it
+    dead = _send(user)  # its worker died mid-send
+    fresh = _send(user)
+    not_due = _send(user)  # a retry waiting for its backoff
+    done = _send(user)
+    Notification.objects.filter(pk=lost.pk).update(created_at=old)
+    Notification.objects.filter(pk=waiting.pk).update(status=S.QUEUED, queued_at=old, created_at=old)
+    Notification.objects.filter(pk=dead.pk).update(status=S.SENDING, sending_at=timezone.now() - timedelta(seconds=301))
+    Notification.objects.filter(pk=not_due.pk).update(
+        status=S.QUEUED, queued_at=old, next_attempt_at=timezone.now() + timedelta(seconds=30)
+    )
+    Notification.objects.filter(pk=done.pk).update(status=S.SENT, created_at=old)
+
+    assert services.notifications_sweep() == 3
+
+    assert _queued() == {"notify": 3}
+    statuses = dict(Notification.objects.values_list("pk", "status"))
+    assert statuses[lost.pk] == statuses[waiting.pk] == S.QUEUED
+    assert statuses[dead.pk] == S.SENDING
+    assert statuses[fresh.pk] == S.PENDING
+    assert services.notifications_sweep() == 1  # the dead worker's row, until a worker takes it
