@@ -17,14 +17,21 @@ $(STAMP): requirements/base.txt requirements/dev.txt
 
 install: $(STAMP)
 
-# Embedded mode unless DATABASE_URL / REDIS_URL say otherwise; DEBUG is on
-# here (a developer's machine) unless set.
+# Embedded mode (one process) unless REDIS_URL is set; then the web process,
+# a worker and the sweeper of the Procfile. DEBUG is on here (a developer's
+# machine) unless set.
 run: export DEBUG ?= 1
+run: export HOST := $(HOST)
+run: export PORT := $(PORT)
 run: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	$(BIN)/python manage.py seed_demo
-	$(BIN)/daphne --bind $(HOST) --port $(PORT) project.asgi:application
+	if [ -n "$$REDIS_URL" ]; then \
+		PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start; \
+	else \
+		$(BIN)/daphne --bind $(HOST) --port $(PORT) project.asgi:application; \
+	fi
 
 test: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -1,17 +1,22 @@
-"""Real hub processes for end-to-end tests: `manage.py` and Daphne, started
-against the test database, spoken to over HTTP on loopback."""
+"""Real hub processes for end-to-end tests: Daphne, and in services mode the
+Dramatiq worker and the sweeper, started against the test database and
+spoken to over HTTP on loopback."""
 
 import os
-import socket
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 from urllib.parse import quote
 
+import dramatiq
 import httpx
 import pytest
 from django.db import connection
+
+from tests.conftest import TELEGRAM_TEST_TOKEN, service_unavailable
+from tests.fakes import FakeTelegram, SmtpSink, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_SECONDS = 30
@@ -26,21 +31,25 @@ def _database_url(db):
     return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def wait_until(predicate, timeout=30.0, interval=0.1, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-class Hub:
-    """One Daphne process serving the hub, with the environment a deployment would give it."""
+class Processes:
+    """The hub's processes for one test, each logging to a file of its own."""
 
-    def __init__(self, env, log_path):
+    def __init__(self, env, log_dir):
         self.env = env
-        self.port = _free_port()
+        self.log_dir = log_dir
+        self.running = {}
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self.process = None
 
     def manage(self, *args):
         done = subprocess.run(
@@ -49,69 +58,132 @@ class Hub:
         if done.returncode:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
 
-    def start(self):
-        self.log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "project.asgi:application",
-            ],
+    def start(self, name, *command, **env):
+        log = open(self.log_dir / f"{name}.log", "ab")
+        process = subprocess.Popen(
+            [sys.executable, *command],
             cwd=ROOT,
-            env=self.env,
-            stdout=self.log,
+            env={**self.env, **env},
+            stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so its children stop with it
         )
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"daphne exited with {self.process.returncode}:\n{self.output()}")
+        self.running[name] = (process, log)
+        return process
+
+    def output(self, name):
+        return (self.log_dir / f"{name}.log").read_text(errors="replace")
+
+    def start_web(self):
+        process = self.start(
+            "web", "-m", "daphne", "--bind", "127.0.0.1", "--port", str(self.port), "project.asgi:application"
+        )
+
+        def answers():
+            if process.poll() is not None:
+                raise RuntimeError(f"daphne exited with {process.returncode}:\n{self.output('web')}")
             try:
-                if httpx.get(f"{self.url}/", timeout=1).status_code == 200:
-                    return self
+                return httpx.get(f"{self.url}/", timeout=1).status_code == 200
             except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"daphne did not answer within {START_TIMEOUT_SECONDS}s:\n{self.output()}")
+                return False
 
-    def output(self):
-        self.log.flush()
-        return Path(self.log_path).read_text(errors="replace")
+        wait_until(answers, START_TIMEOUT_SECONDS, what="daphne to answer")
 
-    def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
+    def start_worker(self, name="worker", **env):
+        self.start(name, "manage.py", "rundramatiq", "--processes", "1", "--threads", "8", **env)
+
+    def start_sweeper(self, **env):
+        self.start("sweeper", "manage.py", "run_sweeper", **env)
+
+    def stop(self, name, sig=signal.SIGTERM):
+        process, log = self.running.pop(name)
+        if process.poll() is None:
+            os.killpg(process.pid, sig)
             try:
-                self.process.wait(timeout=10)
+                process.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        log.close()
+
+    def stop_all(self):
+        for name in list(self.running):
+            self.stop(name)
 
 
-@pytest.fixture
-def hub(transactional_db, tmp_path):
-    """A migrated, seeded hub in a Daphne process of its own, on the test database.
-
-    `transactional_db` commits what the test writes so the server sees it, and
-    empties the tables afterwards.
-    """
-    env = {
+def _hub_env(extra=None):
+    return {
         **os.environ,
         "DATABASE_URL": _database_url(connection.settings_dict),
         "DEBUG": "0",
         "SECRET_KEY": "e2e-test-secret-key",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "PYTHONUNBUFFERED": "1",
+        **(extra or {}),
     }
-    server = Hub(env, tmp_path / "daphne.log")
-    server.manage("collectstatic", "--noinput")
-    server.manage("seed_demo")
-    server.start()
-    yield server
-    server.stop()
+
+
+@pytest.fixture
+def hub(transactional_db, tmp_path):
+    """A migrated, seeded hub on the test database, in the mode the environment
+    gives: embedded (one Daphne process), or services (Daphne and a worker).
+
+    `transactional_db` commits what the test writes so the processes see it,
+    and empties the tables afterwards.
+    """
+    processes = Processes(_hub_env({"EMAIL_URL": "consolemail://"}), tmp_path)
+    processes.manage("collectstatic", "--noinput")
+    processes.manage("seed_demo")
+    try:
+        processes.start_web()
+        if os.environ.get("REDIS_URL"):
+            processes.start_worker()
+            wait_until(
+                lambda: httpx.get(f"{processes.url}/health/worker/", timeout=2).status_code == 200,
+                START_TIMEOUT_SECONDS,
+                what="the worker's first heartbeat",
+            )
+        yield processes
+    finally:
+        processes.stop_all()
+
+
+@pytest.fixture
+def services_hub(transactional_db, tmp_path, redis_url, settings):
+    """Services mode on real PostgreSQL and Redis: Daphne and a worker process,
+    mail to a real SMTP server, Telegram to a Bot API stand-in. The sweeper is
+    for the test to start."""
+    if connection.vendor != "postgresql":
+        service_unavailable("DATABASE_URL does not point at PostgreSQL")
+    sink, telegram = SmtpSink().start(), FakeTelegram(TELEGRAM_TEST_TOKEN).start()
+    dramatiq.get_broker().flush_all()
+    from notify import heartbeat
+
+    heartbeat._redis().delete(heartbeat._KEY)
+    env = _hub_env(
+        {
+            "EMAIL_URL": f"smtp://127.0.0.1:{sink.port}",
+            "TELEGRAM_BOT_TOKEN": TELEGRAM_TEST_TOKEN,
+            "TELEGRAM_API_URL": telegram.url,
+            "TELEGRAM_CHAT_INTERVAL_SECONDS": "0",
+            "TELEGRAM_BOT_MESSAGES_PER_SECOND": "1000",
+            "NOTIFY_RETRY_BASE_SECONDS": "0.2",
+        }
+    )
+    processes = Processes(env, tmp_path)
+    processes.sink, processes.telegram = sink, telegram
+    processes.manage("seed_demo")
+    try:
+        processes.start_web()
+        processes.start_worker()
+        yield processes
+    finally:
+        processes.stop_all()
+        sink.stop()
+        telegram.stop()
+        dramatiq.get_broker().flush_all()
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing():
+    """Users made here sign in to the server processes, which only know the real hashers."""

@@ -3,6 +3,7 @@
 import httpx
 import pytest
 
+from tests.e2e.conftest import wait_until
 from tests.helpers import SEED_CUSTOMER, SEED_ORDER, SEED_PREFERENCES, SEED_SHIP, SEED_USER
 
 pytestmark = pytest.mark.e2e
@@ -96,6 +97,54 @@ def test_seed_flow_answers_as_the_seed_describes(hub, settings):
     assert api.delete(order_url, headers=admin).status_code == 204
     assert api.get(order_url, headers=admin).status_code == 404
 
+    # 5. notifications
+    r = api.post(
+        "/notifications/send/",
+        headers=user,
+        json={
+            "title": "Demo Notification",
+            "message": "This is a test notification!",
+            "recipient_type": "email",
+            "recipient": "demo@example.com",
+            "priority": "high",
+        },
+    )
+    assert r.status_code == 202, r.text
+    single_url = f"/notifications/{r.json()['id']}/"
+    r = api.post(
+        "/notifications/bulk/",
+        headers=user,
+        json={
+            "notifications": [
+                {
+                    "title": "Bulk Notification 1",
+                    "message": "First bulk message",
+                    "recipient_type": "email",
+                    "recipient": "user1@example.com",
+                },
+                {
+                    "title": "Bulk Notification 2",
+                    "message": "Second bulk message",
+                    "recipient_type": "telegram",
+                    "recipient": "123456789",
+                },
+            ]
+        },
+    )
+    assert r.status_code == 202, r.text
+    assert r.json()["count"] == 2
+    r = api.get("/notifications/", headers=user)
+    assert r.status_code == 200
+    # the three sent by hand, and the order's email (its Telegram was skipped: no chat id on file)
+    assert r.json()["count"] >= 3
+    sent = wait_until(lambda: api.get(single_url, headers=user).json()["status"] == "sent", what="the email sent")
+    assert sent
+    detail = api.get(single_url, headers=user).json()
+    assert [a["outcome"] for a in detail["attempt_log"]] == ["sent"]
+    r = api.get("/notifications/stats/", headers=user)
+    assert r.status_code == 200
+    assert r.json()["overall"]["by_status"]["sent"] >= 1
+
     # 6. preferences
     r = api.get(f"/customers/{customer_id}/preferences/", headers=user)
     assert r.status_code == 200
@@ -104,8 +153,14 @@ def test_seed_flow_answers_as_the_seed_describes(hub, settings):
     assert r.status_code == 200
     assert r.json()["telegram_enabled"] is False
 
-    # 7. monitoring (the worker check arrives with the workers)
-    assert api.get("/health/", headers=user).status_code == 200
+    # 7. monitoring
+    r = api.get("/health/", headers=user)
+    assert r.status_code == 200, r.text
+    assert r.json()["components"]["worker"] == {"ok": True}
+    for check in ("/health/worker/", "/health/celery/"):
+        r = httpx.get(f"{hub.url}{check}", headers=user)
+        assert r.status_code == 200, r.text
+        assert r.json()["status"] == "ok" and r.json()["workers"]
     r = httpx.get(f"{hub.url}/health/redis/", headers=user)
     assert r.status_code == 200
     assert r.json()["status"] == ("ok" if hub.env.get("REDIS_URL") else "not_configured")

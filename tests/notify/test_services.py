@@ -291,3 +291,26 @@ def test_sweep_enqueues_what_fell_through_and_nothing_else(user, settings):
     assert statuses[dead.pk] == S.SENDING
     assert statuses[fresh.pk] == S.PENDING
     assert services.notifications_sweep() == 1  # the dead worker's row, until a worker takes it
+
+
+def test_admin_retry_action_requeues_failed_notifications(user, django_capture_on_commit_callbacks):
+    from django.test import Client
+
+    failed, sent = _send(user), _send(user)
+    Notification.objects.filter(pk=failed.pk).update(status=S.FAILED)
+    Notification.objects.filter(pk=sent.pk).update(status=S.SENT)
+    client = Client()
+    client.force_login(StaffFactory(is_superuser=True))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        r = client.post(
+            "/admin/notify/notification/",
+            {"action": "retry_failed", "_selected_action": [failed.pk, sent.pk]},
+            follow=True,
+        )
+
+    assert r.status_code == 200
+    assert b"Retrying 1 notification(s); 1 were not failed." in r.content
+    statuses = dict(Notification.objects.values_list("pk", "status"))
+    assert (statuses[failed.pk], statuses[sent.pk]) == (S.QUEUED, S.SENT)
+    assert client.get(f"/admin/notify/notification/{failed.pk}/change/").status_code == 200
