@@ -40,22 +40,22 @@ def error_body(code, message, **extra):
     return {"error": {"code": code, "message": message, **extra}}
 
 
-def _fields(detail):
-    """Flatten DRF's nested error detail into {field: [message, ...]}."""
+def _fields(detail, path=""):
+    """Flatten DRF's nested error detail into {"field": [...], "items[2].field": [...]}."""
     if isinstance(detail, dict):
         out = {}
-        for name, value in detail.items():
-            if isinstance(value, dict):
-                for sub, messages in _fields(value).items():
-                    out[f"{name}.{sub}"] = messages
-            elif isinstance(value, list) and value and isinstance(value[0], dict):
-                for index, item in enumerate(value):
-                    for sub, messages in _fields(item).items():
-                        out[f"{name}[{index}].{sub}"] = messages
-            else:
-                out[name] = [str(m) for m in (value if isinstance(value, list) else [value])]
+        for key, value in detail.items():
+            # A list serializer reports its items under integer keys.
+            child = f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else str(key)
+            out.update(_fields(value, child))
         return out
-    return {"non_field_errors": [str(m) for m in (detail if isinstance(detail, list) else [detail])]}
+    if isinstance(detail, list) and any(isinstance(item, dict | list) for item in detail):
+        out = {}
+        for index, item in enumerate(detail):
+            out.update(_fields(item, f"{path}[{index}]"))
+        return out
+    messages = detail if isinstance(detail, list) else [detail]
+    return {path or "non_field_errors": [str(m) for m in messages]}
 
 
 def exception_handler(exc, context):

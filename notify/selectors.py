@@ -41,7 +41,7 @@ def _stats(queryset):
         "success_rate": round(by_status[NotificationStatus.SENT] / finished, 4) if finished else None,
         "latency_seconds": {
             "median": round(median(latencies), 3) if latencies else None,
-            "p95": round(quantiles(latencies, n=20)[-1], 3) if len(latencies) > 1 else (latencies or [None])[0],
+            "p95": round(quantiles(latencies, n=20, method="inclusive")[-1], 3) if len(latencies) > 1 else (latencies or [None])[0],
         },
     }
 
