@@ -24,6 +24,13 @@ def _counts(queryset, field, choices):
     return counts
 
 
+def _latency(seconds):
+    if not seconds:
+        return {"median": None, "p95": None}
+    p95 = quantiles(seconds, n=20, method="inclusive")[-1] if len(seconds) > 1 else seconds[0]
+    return {"median": round(median(seconds), 3), "p95": round(p95, 3)}
+
+
 def _stats(queryset):
     by_status = _counts(queryset, "status", NotificationStatus)
     finished = by_status[NotificationStatus.SENT] + by_status[NotificationStatus.FAILED]
@@ -39,10 +46,7 @@ def _stats(queryset):
         "by_channel": _counts(queryset, "channel", Channel),
         "by_priority": _counts(queryset, "priority", Priority),
         "success_rate": round(by_status[NotificationStatus.SENT] / finished, 4) if finished else None,
-        "latency_seconds": {
-            "median": round(median(latencies), 3) if latencies else None,
-            "p95": round(quantiles(latencies, n=20, method="inclusive")[-1], 3) if len(latencies) > 1 else (latencies or [None])[0],
-        },
+        "latency_seconds": _latency(latencies),
     }
 
 
