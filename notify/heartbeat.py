@@ -12,6 +12,7 @@ import time
 import dramatiq
 import redis
 from django.conf import settings
+from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Middleware
 
 from core.redis import redis_client
@@ -54,10 +55,10 @@ def queue_depths():
     depths = {}
     for name in NOTIFY_QUEUES:
         for queue in (name, f"{name}.DQ"):
-            if settings.REDIS_URL:
-                depths[queue] = _redis().hlen(f"{broker.namespace}:{queue}.msgs")
-            else:
+            if isinstance(broker, StubBroker):
                 depths[queue] = broker.queues[queue].qsize() if queue in broker.queues else 0
+            else:
+                depths[queue] = broker.client.hlen(f"{broker.namespace}:{queue}.msgs")
     return depths
 
 

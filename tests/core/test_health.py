@@ -1,3 +1,5 @@
+import time
+
 import pytest
 
 from notify.heartbeat import _local_beats, heartbeat_beat
@@ -91,3 +93,42 @@ def _no_local_beats():
     _local_beats.clear()
     yield
     _local_beats.clear()
+
+
+@pytest.mark.parametrize("path", ["/health/worker/", "/health/celery/"])
+def test_worker_health_reports_heartbeats_and_queue_depths(anon_client, settings, path):
+    settings.REDIS_URL = ""
+    heartbeat_beat("host:123")
+
+    r = anon_client.get(path)
+
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "ok"
+    assert list(body["workers"]) == ["host:123"]
+    assert 0 <= body["last_heartbeat_seconds_ago"] < 5
+    assert set(body["queues"]) == {"notify", "notify.DQ", "notify_urgent", "notify_urgent.DQ"}
+
+
+def test_worker_health_is_503_when_no_worker_beat_recently(anon_client, settings):
+    settings.REDIS_URL = ""
+    _local_beats["host:1"] = time.time() - 31
+
+    r = anon_client.get("/health/worker/")
+
+    assert r.status_code == 503
+    assert r.json()["workers"] == {}
+    assert r.json()["reason"] == "no worker has sent a heartbeat in 30 s"
+
+
+def test_worker_health_reads_beats_from_redis(anon_client, redis_url):
+    from notify import heartbeat
+
+    heartbeat._redis().delete(heartbeat._KEY)
+    heartbeat_beat("other-host:7")  # as a worker process on another machine would
+
+    r = anon_client.get("/health/worker/")
+
+    assert r.status_code == 200
+    assert list(r.json()["workers"]) == ["other-host:7"]
+    heartbeat._redis().delete(heartbeat._KEY)
