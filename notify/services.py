@@ -32,6 +32,7 @@ from notify.models import (
     NotificationStatus,
     Priority,
 )
+from notify.tasks import deliver_actor_for
 from orders.selectors import preferences_get
 
 logger = logging.getLogger(__name__)
@@ -42,20 +43,21 @@ _ORDER_EVENT_KINDS = {
 }
 
 
-def _email_html(title, message, template=None, context=None):
-    return render_to_string(template or "notify/email.html", {"title": title, "message": message, **(context or {})})
+def _build(*, channel, title, message, html_message=None, **fields):
+    """An unsaved row; email gets the plain message as its HTML body unless given one."""
+    if html_message is None:
+        html_message = (
+            render_to_string("notify/email.html", {"title": title, "message": message})
+            if channel == Channel.EMAIL
+            else ""
+        )
+    return Notification(channel=channel, title=title, message=message, html_message=html_message, **fields)
 
 
-def _build(*, channel, recipient, title, message, priority=Priority.NORMAL, **fields):
-    html = _email_html(title, message) if channel == Channel.EMAIL and "html_message" not in fields else ""
-    return Notification(
-        channel=channel,
-        recipient=recipient,
-        title=title,
-        message=message,
-        priority=priority,
-        **{"html_message": html, **fields},
-    )
+def _notifications_create(*, sender, items):
+    rows = Notification.objects.bulk_create([_build(sender=sender, **item) for item in items])
+    notifications_enqueue_on_commit(rows)
+    return rows
 
 
 def notifications_enqueue_on_commit(notifications):
@@ -70,22 +72,11 @@ def notifications_enqueue(ids_with_priority, *, delay_ms=None):
 
     If the broker is down the rows stay as they are and the sweeper tries again.
     """
-    from notify.tasks import deliver_actor_for
-
     for pk, priority in ids_with_priority:
         deliver_actor_for(priority).send_with_options(args=(pk,), delay=delay_ms)
     Notification.objects.filter(pk__in=[pk for pk, _ in ids_with_priority], status=NotificationStatus.PENDING).update(
         status=NotificationStatus.QUEUED, queued_at=timezone.now()
     )
-
-
-@transaction.atomic
-def notification_create(*, sender, channel, recipient, title, message, priority=Priority.NORMAL):
-    notification = _build(channel=channel, recipient=recipient, title=title, message=message, priority=priority)
-    notification.sender = sender
-    notification.save()
-    notifications_enqueue_on_commit([notification])
-    return notification
 
 
 def _request_hash(payload):
@@ -140,20 +131,32 @@ def notification_send(*, sender, idempotency_key="", **fields):
         user=sender,
         key=idempotency_key,
         payload=fields,
-        create=lambda: [notification_create(sender=sender, **fields)],
+        create=lambda: _notifications_create(sender=sender, items=[fields]),
     )
     return notifications[0], replayed
 
 
 def notifications_bulk_send(*, sender, items, idempotency_key=""):
     """Create every item or none. Returns (notifications, replayed)."""
+    return _with_idempotency(
+        user=sender,
+        key=idempotency_key,
+        payload=items,
+        create=lambda: _notifications_create(sender=sender, items=items),
+    )
 
-    def create():
-        rows = Notification.objects.bulk_create([_build(sender=sender, **item) for item in items])
-        notifications_enqueue_on_commit(rows)
-        return rows
 
-    return _with_idempotency(user=sender, key=idempotency_key, payload=items, create=create)
+def _skip_reason(customer, preferences, channel):
+    """Why this order notification is not to be sent, or "" if it is."""
+    if not preferences.order_updates:
+        return "the customer turned off order updates"
+    if channel == Channel.EMAIL and not preferences.email_enabled:
+        return "the customer turned off email"
+    if channel == Channel.TELEGRAM and not preferences.telegram_enabled:
+        return "the customer turned off Telegram"
+    if channel == Channel.TELEGRAM and customer.telegram_chat_id is None:
+        return "no Telegram chat id on file"
+    return ""
 
 
 def _order_event_rows(order_event):
@@ -171,44 +174,22 @@ def _order_event_rows(order_event):
         "sender": order_event.actor,
     }
     preferences = preferences_get(customer=customer)
-
-    email_reason = (
-        "the customer turned off order updates"
-        if not preferences.order_updates
-        else "the customer turned off email"
-        if not preferences.email_enabled
-        else ""
-    )
-    message = render_to_string(f"notify/{kind}/body.txt", context).strip()
-    yield _build(
-        channel=Channel.EMAIL,
-        recipient=customer.email,
-        message=message,
-        html_message=render_to_string(f"notify/{kind}/body.html", {"title": title, **context}),
-        **base,
-        **_skipped(email_reason),
-    )
-
-    telegram_reason = (
-        "the customer turned off order updates"
-        if not preferences.order_updates
-        else "the customer turned off Telegram"
-        if not preferences.telegram_enabled
-        else "no Telegram chat id on file"
-        if customer.telegram_chat_id is None
-        else ""
-    )
-    yield _build(
-        channel=Channel.TELEGRAM,
-        recipient="" if customer.telegram_chat_id is None else str(customer.telegram_chat_id),
-        message=render_to_string(f"notify/{kind}/telegram.txt", context).strip(),
-        **base,
-        **_skipped(telegram_reason),
-    )
-
-
-def _skipped(reason):
-    return {"status": NotificationStatus.SKIPPED, "last_error": reason} if reason else {}
+    chat_id = "" if customer.telegram_chat_id is None else str(customer.telegram_chat_id)
+    contents = {
+        Channel.EMAIL: {
+            "recipient": customer.email,
+            "message": render_to_string(f"notify/{kind}/body.txt", context).strip(),
+            "html_message": render_to_string(f"notify/{kind}/body.html", {"title": title, **context}),
+        },
+        Channel.TELEGRAM: {
+            "recipient": chat_id,
+            "message": render_to_string(f"notify/{kind}/telegram.txt", context).strip(),
+        },
+    }
+    for channel, content in contents.items():
+        reason = _skip_reason(customer, preferences, channel)
+        skipped = {"status": NotificationStatus.SKIPPED, "last_error": reason} if reason else {}
+        yield _build(channel=channel, **content, **base, **skipped)
 
 
 @transaction.atomic
