@@ -1,19 +1,14 @@
 from django.contrib import admin, messages
 
+from core.admin import HistoryInline
 from core.exceptions import Conflict
 from notify import services
 from notify.models import Notification, NotificationAttempt, NotificationStatus
 
 
-class NotificationAttemptInline(admin.TabularInline):
+class NotificationAttemptInline(HistoryInline):
     model = NotificationAttempt
     fields = ["number", "outcome", "error", "provider_message_id", "started_at", "finished_at"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Notification)

@@ -3,6 +3,7 @@
 from django import forms
 from django.contrib import admin
 
+from core.admin import HistoryInline
 from orders import services
 from orders.models import Customer, NotificationPreference, Order, OrderEvent, order_status_next
 
@@ -44,15 +45,9 @@ class CustomerAdmin(admin.ModelAdmin):
                 )
 
 
-class OrderEventInline(admin.TabularInline):
+class OrderEventInline(HistoryInline):
     model = OrderEvent
     fields = ["created_at", "kind", "from_status", "to_status", "changes", "actor"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 class OrderAdminForm(forms.ModelForm):

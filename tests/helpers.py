@@ -29,6 +29,30 @@ SEED_ORDER = {
 SEED_SHIP = {"status": "shipped", "tracking_number": "TRK123456789", "notes": "Package shipped via express delivery"}
 SEED_PREFERENCES = {"email_enabled": True, "telegram_enabled": False, "order_updates": True, "promotional": False}
 
+SEED_SEND = {
+    "title": "Demo Notification",
+    "message": "This is a test notification!",
+    "recipient_type": "email",
+    "recipient": "demo@example.com",
+    "priority": "high",
+}
+SEED_BULK = {
+    "notifications": [
+        {
+            "title": "Bulk Notification 1",
+            "message": "First bulk message",
+            "recipient_type": "email",
+            "recipient": "user1@example.com",
+        },
+        {
+            "title": "Bulk Notification 2",
+            "message": "Second bulk message",
+            "recipient_type": "telegram",
+            "recipient": "123456789",
+        },
+    ]
+}
+
 
 def assert_validation_error(response, *fields):
     """400 in the API's error shape, naming exactly `fields`."""

@@ -4,7 +4,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import wait_until
-from tests.helpers import SEED_CUSTOMER, SEED_ORDER, SEED_PREFERENCES, SEED_SHIP, SEED_USER
+from tests.helpers import SEED_BULK, SEED_CUSTOMER, SEED_ORDER, SEED_PREFERENCES, SEED_SEND, SEED_SHIP, SEED_USER
 
 pytestmark = pytest.mark.e2e
 
@@ -98,39 +98,10 @@ def test_seed_flow_answers_as_the_seed_describes(hub, settings):
     assert api.get(order_url, headers=admin).status_code == 404
 
     # 5. notifications
-    r = api.post(
-        "/notifications/send/",
-        headers=user,
-        json={
-            "title": "Demo Notification",
-            "message": "This is a test notification!",
-            "recipient_type": "email",
-            "recipient": "demo@example.com",
-            "priority": "high",
-        },
-    )
+    r = api.post("/notifications/send/", headers=user, json=SEED_SEND)
     assert r.status_code == 202, r.text
     single_url = f"/notifications/{r.json()['id']}/"
-    r = api.post(
-        "/notifications/bulk/",
-        headers=user,
-        json={
-            "notifications": [
-                {
-                    "title": "Bulk Notification 1",
-                    "message": "First bulk message",
-                    "recipient_type": "email",
-                    "recipient": "user1@example.com",
-                },
-                {
-                    "title": "Bulk Notification 2",
-                    "message": "Second bulk message",
-                    "recipient_type": "telegram",
-                    "recipient": "123456789",
-                },
-            ]
-        },
-    )
+    r = api.post("/notifications/bulk/", headers=user, json=SEED_BULK)
     assert r.status_code == 202, r.text
     assert r.json()["count"] == 2
     r = api.get("/notifications/", headers=user)

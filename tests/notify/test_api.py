@@ -10,7 +10,7 @@ from notify import services
 from notify.models import IdempotencyKey, Notification, NotificationAttempt
 from tests.conftest import client_for
 from tests.factories import CustomerFactory, OrderFactory, UserFactory
-from tests.helpers import assert_validation_error
+from tests.helpers import SEED_BULK, SEED_SEND, assert_validation_error
 
 LIST_URL = "/api/v1/notifications/"
 SEND_URL = f"{LIST_URL}send/"
@@ -19,30 +19,6 @@ STATS_URL = f"{LIST_URL}stats/"
 
 STATUSES = ["pending", "queued", "sending", "sent", "failed", "skipped"]
 
-# The seed's payloads, exactly as its README sends them.
-SEED_SEND = {
-    "title": "Demo Notification",
-    "message": "This is a test notification!",
-    "recipient_type": "email",
-    "recipient": "demo@example.com",
-    "priority": "high",
-}
-SEED_BULK = {
-    "notifications": [
-        {
-            "title": "Bulk Notification 1",
-            "message": "First bulk message",
-            "recipient_type": "email",
-            "recipient": "user1@example.com",
-        },
-        {
-            "title": "Bulk Notification 2",
-            "message": "Second bulk message",
-            "recipient_type": "telegram",
-            "recipient": "123456789",
-        },
-    ]
-}
 BULK_ITEM = SEED_BULK["notifications"][0]
 
 MISSING = object()
