@@ -37,6 +37,10 @@ def redis_check():
     return True, ""
 
 
+def _no_worker_reason():
+    return f"no worker has sent a heartbeat in {settings.WORKER_HEARTBEAT_TIMEOUT_SECONDS:g} s"
+
+
 def worker_check():
     from notify.heartbeat import heartbeats_recent
 
@@ -44,9 +48,7 @@ def worker_check():
         workers = heartbeats_recent()
     except redis.RedisError as exc:
         return False, f"worker heartbeats unreadable: {exc}"
-    if not workers:
-        return False, f"no worker has sent a heartbeat in {settings.WORKER_HEARTBEAT_TIMEOUT_SECONDS:g} s"
-    return True, ""
+    return (True, "") if workers else (False, _no_worker_reason())
 
 
 def _component(ok, reason):
@@ -165,5 +167,5 @@ class WorkerHealthApi(APIView):
             "queues": queues,
         }
         if not workers:
-            body["reason"] = f"no worker has sent a heartbeat in {settings.WORKER_HEARTBEAT_TIMEOUT_SECONDS:g} s"
+            body["reason"] = _no_worker_reason()
         return Response(body, status=200 if workers else 503)

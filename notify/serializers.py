@@ -4,9 +4,19 @@ from rest_framework import serializers
 
 from core.serializers import StrictInputMixin
 from notify.models import Channel, Notification, NotificationAttempt, Priority
-from orders.models import TELEGRAM_CHAT_ID_LIMIT
+from orders.models import validate_telegram_chat_id
 
 BULK_LIMIT = 1000
+
+
+def _telegram_chat_id(text):
+    """The chat id in `text`, by the same rule as a customer's chat id."""
+    try:
+        chat_id = int(text)
+    except ValueError:
+        chat_id = 0  # refused below, with the rule's own message
+    validate_telegram_chat_id(chat_id)
+    return chat_id
 
 
 class NotificationSendSerializer(StrictInputMixin, serializers.Serializer):
@@ -20,21 +30,13 @@ class NotificationSendSerializer(StrictInputMixin, serializers.Serializer):
 
     def validate(self, attrs):
         recipient = attrs["recipient"].strip()
-        if attrs["recipient_type"] == Channel.EMAIL:
-            try:
+        try:
+            if attrs["recipient_type"] == Channel.EMAIL:
                 validate_email(recipient)
-            except DjangoValidationError:
-                raise serializers.ValidationError({"recipient": ["Enter a valid email address."]}) from None
-        else:
-            try:
-                chat_id = int(recipient)
-            except ValueError:
-                chat_id = 0
-            if chat_id == 0 or abs(chat_id) >= TELEGRAM_CHAT_ID_LIMIT:
-                raise serializers.ValidationError(
-                    {"recipient": ["Enter a Telegram chat id: a non-zero integer, negative for groups."]}
-                )
-            recipient = str(chat_id)
+            else:
+                recipient = str(_telegram_chat_id(recipient))
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError({"recipient": exc.messages}) from None
         return {
             "channel": attrs["recipient_type"],
             "recipient": recipient,

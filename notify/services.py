@@ -33,6 +33,7 @@ from notify.models import (
     Priority,
 )
 from notify.tasks import deliver_actor_for
+from orders.models import Customer
 from orders.selectors import preferences_get
 
 logger = logging.getLogger(__name__)
@@ -68,13 +69,16 @@ def notifications_enqueue_on_commit(notifications):
 
 
 def notifications_enqueue(ids_with_priority, *, delay_ms=None):
-    """Put (id, priority) pairs on the broker and mark the rows queued.
+    """Put (id, priority) pairs on the broker and mark the rows queued as of now.
 
-    If the broker is down the rows stay as they are and the sweeper tries again.
+    Restarting `queued_at` on rows the sweeper enqueues again keeps a slow
+    queue from being flooded with copies. If the broker is down the rows stay
+    as they are and the sweeper tries again.
     """
     for pk, priority in ids_with_priority:
         deliver_actor_for(priority).send_with_options(args=(pk,), delay=delay_ms)
-    Notification.objects.filter(pk__in=[pk for pk, _ in ids_with_priority], status=NotificationStatus.PENDING).update(
+    waiting = [NotificationStatus.PENDING, NotificationStatus.QUEUED]
+    Notification.objects.filter(pk__in=[pk for pk, _ in ids_with_priority], status__in=waiting).update(
         status=NotificationStatus.QUEUED, queued_at=timezone.now()
     )
 
@@ -243,7 +247,7 @@ def notification_deliver(*, notification_id):
     started = timezone.now()
     if not _claim(notification_id, started):
         return None
-    notification = Notification.objects.select_related("customer").get(pk=notification_id)
+    notification = Notification.objects.get(pk=notification_id)
     provider_message_id, error = "", None
     try:
         provider_message_id = channel_send(notification)
@@ -288,12 +292,12 @@ def _attempt_record(notification, started, provider_message_id, error):
         provider_message_id=provider_message_id,
     )
     # Only if the row is still ours: a worker that took over a stale claim owns it now.
-    Notification.objects.filter(
+    still_ours = Notification.objects.filter(
         pk=notification.pk, status=NotificationStatus.SENDING, sending_at=notification.sending_at
     ).update(**changes)
     for name, value in changes.items():
         setattr(notification, name, value)
-    if outcome == AttemptOutcome.RETRY:
+    if outcome == AttemptOutcome.RETRY and still_ours:
         delay_ms = int(delay * 1000)
         transaction.on_commit(
             lambda: notifications_enqueue([(notification.pk, notification.priority)], delay_ms=delay_ms), robust=True
@@ -305,8 +309,7 @@ def _attempt_record(notification, started, provider_message_id, error):
 
 def _telegram_turn_off(notification):
     """The chat blocked the bot: stop order updates to it over Telegram."""
-    from orders.models import Customer
-    from orders.services import preferences_update
+    from orders.services import preferences_update  # orders.services imports this module
 
     customers = Customer.objects.filter(telegram_chat_id=int(notification.recipient))
     for customer in customers:
@@ -329,9 +332,5 @@ def notifications_sweep():
     rows = list(Notification.objects.filter(lost | waiting | abandoned).values_list("pk", "priority")[:10_000])
     if rows:
         notifications_enqueue(rows)
-        # Restart the clock on queued rows so a slow queue is not flooded with copies.
-        Notification.objects.filter(pk__in=[pk for pk, _ in rows], status=NotificationStatus.QUEUED).update(
-            queued_at=now
-        )
         logger.info("Sweeper enqueued %d notifications again", len(rows))
     return len(rows)

@@ -195,7 +195,7 @@ DRAMATIQ_AUTODISCOVER_MODULES = ["tasks"]
 
 # Retries of a notification after its first attempt, on transient errors.
 NOTIFY_MAX_RETRIES = env.int("NOTIFY_MAX_RETRIES", default=5)
-# Backoff before retry n: random between 0 and base * 2**(n-1), at most the cap.
+# Backoff before retry n: random between half and all of base * 2**(n-1), at most the cap.
 NOTIFY_RETRY_BASE_SECONDS = env.float("NOTIFY_RETRY_BASE_SECONDS", default=2.0)
 NOTIFY_RETRY_MAX_SECONDS = env.float("NOTIFY_RETRY_MAX_SECONDS", default=600.0)
 # A row `sending` this long is taken to belong to a dead worker and is retried.
