@@ -20,44 +20,31 @@ setup failed.
 import argparse
 import contextlib
 import json
-import math
 import multiprocessing
 import os
-import platform
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import psycopg
 import redis
-from psycopg import sql
+from common import BenchError, OutOfTime, check_urls, free_port, machine, percentile, reset_database, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 FINAL_STATUSES = ("sent", "failed", "skipped")
 START_TIMEOUT_SECONDS = 60
 STOP_TIMEOUT_SECONDS = 15
 TARGET_PER_SECOND = 500
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PASSWORD = "bench-Throughput-2024!"
-
-
-class BenchError(Exception):
-    """The benchmark could not be set up; the message says why."""
-
-
-class OutOfTime(Exception):
-    pass
 
 
 # --- SMTP sink: its own process, so it never takes the driver's GIL ---------
@@ -73,17 +60,11 @@ class _CountingHandler:
         return "250 OK"
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _sink_main(conn, counter, stop):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver stops us
     from aiosmtpd.controller import Controller
 
-    controller = Controller(_CountingHandler(counter), hostname="127.0.0.1", port=_free_port())
+    controller = Controller(_CountingHandler(counter), hostname="127.0.0.1", port=free_port())
     controller.start()
     conn.send(controller.port)
     stop.wait()
@@ -132,7 +113,7 @@ class Hub:
         self.env = env
         self.log_dir = log_dir
         self.running = {}
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
 
     def manage(self, *args, timeout):
@@ -372,51 +353,6 @@ def parse_args(argv):
     return args
 
 
-def check_urls(database_url, redis_url):
-    db = urlsplit(database_url)
-    if db.scheme not in ("postgres", "postgresql") or db.hostname not in LOOPBACK:
-        raise BenchError("--database-url must be postgres:// on 127.0.0.1")
-    name = db.path.lstrip("/")
-    if "bench" not in name:
-        raise BenchError(f"the database is dropped and recreated, so its name must contain 'bench' (got {name!r})")
-    rd = urlsplit(redis_url)
-    if rd.scheme != "redis" or rd.hostname not in LOOPBACK:
-        raise BenchError("--redis-url must be redis:// on 127.0.0.1")
-    if rd.path.strip("/") in ("", "0"):
-        raise BenchError(
-            "the Redis database is flushed, so give one of its own (not /0), e.g. redis://127.0.0.1:6379/9"
-        )
-    return name, urlunsplit(db._replace(path="/postgres"))
-
-
-def reset_database(name, maintenance_url):
-    with psycopg.connect(maintenance_url, autocommit=True, connect_timeout=10) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        return conn.execute("SHOW server_version").fetchone()[0]
-
-
-def machine():
-    model = "unknown"
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": model,
-        "python": platform.python_version(),
-        "kernel": platform.release(),
-    }
-
-
-def wait_until(predicate, deadline, what, interval=0.2):
-    while True:
-        if predicate():
-            return
-        if time.monotonic() >= deadline:
-            raise OutOfTime(f"timed out waiting for {what}")
-        time.sleep(interval)
-
-
 def remaining(deadline):
     left = deadline - time.monotonic()
     if left <= 0:
@@ -490,14 +426,6 @@ def wait_final(conn, count, deadline, sink, hub):
             return counts, False
         hub.check_alive()
         time.sleep(0.25)
-
-
-def percentile(sorted_values, fraction):
-    """Nearest rank."""
-    if not sorted_values:
-        return None
-    rank = max(1, min(len(sorted_values), math.ceil(fraction * len(sorted_values))))
-    return sorted_values[rank - 1]
 
 
 def measure(conn):
@@ -597,7 +525,7 @@ def report(info):
 
 def run(args):
     deadline = time.monotonic() + args.timeout
-    db_name, maintenance_url = check_urls(args.database_url, args.redis_url)
+    db_name, maintenance_url = check_urls(args.database_url, args.redis_url, ("bench",), "redis://127.0.0.1:6379/9")
     log_dir = Path(tempfile.mkdtemp(prefix="notify-bench-"))
     info = {
         "machine": machine(),

@@ -5,7 +5,8 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from notify.models import Channel, Notification, NotificationStatus, Priority
-from orders.selectors import customer_list, order_list
+from orders.models import Customer, Order
+from orders.selectors import customer_list, customer_viewer_ids, order_list, order_viewer_ids
 
 
 def notification_list(*, user):
@@ -16,6 +17,20 @@ def notification_list(*, user):
     return notifications.filter(
         Q(sender=user) | Q(order__in=order_list(user=user)) | Q(customer__in=customer_list(user=user))
     )
+
+
+def notification_viewer_ids(notifications):
+    """The other side of notification_list: {notification pk: ids of the
+    users, staff aside, who may see it}."""
+    orders = Order.objects.in_bulk({n.order_id for n in notifications if n.order_id})
+    customer_ids = {n.customer_id for n in notifications} | {order.customer_id for order in orders.values()}
+    customers = Customer.objects.in_bulk(customer_ids - {None})
+    by_customer = customer_viewer_ids(customers.values())  # once for the orders' customers too
+    by_order = order_viewer_ids(orders.values(), by_customer)
+    return {
+        n.pk: ({n.sender_id} - {None}) | by_order.get(n.order_id, set()) | by_customer.get(n.customer_id, set())
+        for n in notifications
+    }
 
 
 def _counts(queryset, field, choices):

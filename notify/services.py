@@ -12,16 +12,20 @@ import hashlib
 import json
 import logging
 import random
-from datetime import timedelta
+import time
+from collections import defaultdict
+from datetime import datetime, timedelta
+from functools import partial
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import Case, CharField, DateTimeField, F, Q, Value, When
 from django.template.loader import render_to_string
 from django.utils import timezone
 
 from core.exceptions import Conflict
-from notify.channels import DeliveryError, PermanentError, RecipientBlocked, TransientError, channel_send
+from notify.channels import DeliveryError, Outbox, PermanentError, RecipientBlocked, TransientError
 from notify.models import (
     AttemptOutcome,
     Channel,
@@ -35,6 +39,8 @@ from notify.models import (
 from notify.tasks import deliver_actor_for
 from orders.models import Customer
 from orders.selectors import preferences_get
+from realtime import events
+from realtime.services import events_record
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +64,7 @@ def _build(*, channel, title, message, html_message=None, **fields):
 def _notifications_create(*, sender, items):
     rows = Notification.objects.bulk_create([_build(sender=sender, **item) for item in items])
     notifications_enqueue_on_commit(rows)
+    events_record(map(events.notification_created, rows))
     return rows
 
 
@@ -69,14 +76,20 @@ def notifications_enqueue_on_commit(notifications):
 
 
 def notifications_enqueue(ids_with_priority, *, delay_ms=None):
-    """Put (id, priority) pairs on the broker and mark the rows queued as of now.
+    """Put (id, priority) pairs on the broker, up to NOTIFY_BATCH_SIZE ids to a
+    message, and mark the rows queued as of now.
 
     Restarting `queued_at` on rows the sweeper enqueues again keeps a slow
     queue from being flooded with copies. If the broker is down the rows stay
     as they are and the sweeper tries again.
     """
+    by_actor = defaultdict(list)
     for pk, priority in ids_with_priority:
-        deliver_actor_for(priority).send_with_options(args=(pk,), delay=delay_ms)
+        by_actor[deliver_actor_for(priority)].append(pk)
+    size = settings.NOTIFY_BATCH_SIZE
+    for actor, ids in by_actor.items():
+        for start in range(0, len(ids), size):
+            actor.send_with_options(args=(ids[start : start + size],), delay=delay_ms)
     waiting = [NotificationStatus.PENDING, NotificationStatus.QUEUED]
     Notification.objects.filter(pk__in=[pk for pk, _ in ids_with_priority], status__in=waiting).update(
         status=NotificationStatus.QUEUED, queued_at=timezone.now()
@@ -206,6 +219,7 @@ def notifications_for_order_event(*, order_event):
         return []
     rows = Notification.objects.bulk_create(list(_order_event_rows(order_event)))
     notifications_enqueue_on_commit(rows)
+    events_record(map(events.notification_created, rows))
     return rows
 
 
@@ -219,6 +233,7 @@ def notification_retry(*, notification, by):
         raise Conflict("Only failed notifications can be retried.", code="not_failed")
     notification.refresh_from_db()
     notifications_enqueue_on_commit([notification])
+    events_record([events.notification_status_changed(notification, NotificationStatus.FAILED)])
     return notification
 
 
@@ -228,83 +243,165 @@ def _backoff_seconds(attempt, retry_after=None):
     return max(delay, float(retry_after or 0))
 
 
-def _claim(pk, now):
-    """Take the row for this worker; False if it is not ours to send."""
+def _claim(ids, now):
+    """Take the rows of `ids` that are ours to send, all stamped `sending_at=now`.
+
+    A row is ours if it waits and is due, or if a worker that died left it
+    `sending` for longer than the timeout. Rows another worker is claiming at
+    this moment are skipped, not waited for.
+    """
     due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + timedelta(seconds=1))
-    claim = {"status": NotificationStatus.SENDING, "sending_at": now, "attempts": F("attempts") + 1}
-    waiting = [NotificationStatus.PENDING, NotificationStatus.QUEUED]
-    if Notification.objects.filter(due, pk=pk, status__in=waiting).update(**claim):
-        return True
-    # A row left `sending` by a worker that died is taken over after the timeout.
+    waiting = Q(status__in=[NotificationStatus.PENDING, NotificationStatus.QUEUED]) & due
     stale = now - timedelta(seconds=settings.NOTIFY_SENDING_TIMEOUT_SECONDS)
-    return bool(
-        Notification.objects.filter(pk=pk, status=NotificationStatus.SENDING, sending_at__lt=stale).update(**claim)
-    )
+    abandoned = Q(status=NotificationStatus.SENDING, sending_at__lt=stale)
+    with transaction.atomic():
+        rows = list(
+            Notification.objects.select_for_update(skip_locked=True)
+            .filter(waiting | abandoned, pk__in=ids)
+            .order_by("pk")
+        )
+        claim = {"status": NotificationStatus.SENDING, "sending_at": now}
+        Notification.objects.filter(pk__in=[row.pk for row in rows]).update(**claim, attempts=F("attempts") + 1)
+    for row in rows:
+        row.status, row.sending_at, row.attempts = NotificationStatus.SENDING, now, row.attempts + 1
+    return rows
 
 
-def notification_deliver(*, notification_id):
-    """Send one notification if it is ours to send; record the attempt and what comes next."""
+# A batch stops sending after this long (or half the sending timeout, if less)
+# and puts back what it did not get to, well before anyone may take it over.
+BATCH_SECONDS = 60.0
+# Attempts are written at least this often, which bounds what a worker that
+# dies mid-batch leaves unrecorded and so sends twice.
+RECORD_EVERY_SECONDS = 1.0
+
+
+class _Attempt(NamedTuple):
+    notification: Notification
+    started: datetime
+    finished: datetime
+    provider_message_id: str
+    error: DeliveryError | None
+
+
+def notifications_deliver(*, notification_ids):
+    """Send the rows of a batch that are ours to send; record each attempt and
+    what comes next. Returns the rows it claimed."""
+    claimed_at = timezone.now()
+    batch = _claim(notification_ids, claimed_at)
+    clock = time.monotonic()
+    deadline = clock + min(BATCH_SECONDS, settings.NOTIFY_SENDING_TIMEOUT_SECONDS / 2)
+    recorded, attempts = clock, []
+    with Outbox() as outbox:
+        for index, notification in enumerate(batch):
+            if time.monotonic() > deadline:
+                _release(batch[index:], claimed_at)
+                break
+            attempts.append(_attempt(outbox, notification))
+            if time.monotonic() - recorded >= RECORD_EVERY_SECONDS:
+                _attempts_record(claimed_at, attempts)
+                recorded, attempts = time.monotonic(), []
+    _attempts_record(claimed_at, attempts)
+    return batch
+
+
+def _attempt(outbox, notification):
     started = timezone.now()
-    if not _claim(notification_id, started):
-        return None
-    notification = Notification.objects.get(pk=notification_id)
     provider_message_id, error = "", None
     try:
-        provider_message_id = channel_send(notification)
+        provider_message_id = outbox.send(notification)
     except DeliveryError as exc:
         error = exc
     except Exception as exc:  # a bug or an unforeseen failure: retry, and keep the reason
-        logger.exception("Unexpected error delivering notification %s", notification_id)
+        logger.exception("Unexpected error delivering notification %s", notification.pk)
         error = TransientError(f"{type(exc).__name__}: {exc}")
-    return _attempt_record(notification, started, provider_message_id, error)
+    return _Attempt(notification, started, timezone.now(), provider_message_id, error)
+
+
+def _release(notifications, claimed_at):
+    """Give back rows the batch had no time left for, their claim uncounted."""
+    Notification.objects.filter(
+        pk__in=[n.pk for n in notifications], status=NotificationStatus.SENDING, sending_at=claimed_at
+    ).update(status=NotificationStatus.PENDING, attempts=F("attempts") - 1)
+    notifications_enqueue([(n.pk, n.priority) for n in notifications])
+
+
+def _outcome(attempt):
+    """(outcome, row changes, retry delay in seconds or None) for one attempt."""
+    notification, error = attempt.notification, attempt.error
+    if error is None:
+        changes = {
+            "status": NotificationStatus.SENT,
+            "sent_at": attempt.finished,
+            "provider_message_id": attempt.provider_message_id,
+        }
+        return AttemptOutcome.SENT, changes, None
+    if isinstance(error, PermanentError):
+        changes = {"status": NotificationStatus.FAILED, "failed_at": attempt.finished, "last_error": str(error)}
+        return AttemptOutcome.FAILED, changes, None
+    if notification.attempts > settings.NOTIFY_MAX_RETRIES:
+        reason = f"{error} (gave up after {notification.attempts} attempts)"
+        changes = {"status": NotificationStatus.FAILED, "failed_at": attempt.finished, "last_error": reason}
+        return AttemptOutcome.FAILED, changes, None
+    delay = _backoff_seconds(notification.attempts, error.retry_after)
+    changes = {
+        "status": NotificationStatus.PENDING,
+        "last_error": str(error),
+        "next_attempt_at": attempt.finished + timedelta(seconds=delay),
+    }
+    return AttemptOutcome.RETRY, changes, delay
+
+
+def _per_row(values, output_field):
+    return Case(*[When(pk=pk, then=Value(value)) for pk, value in values.items()], output_field=output_field)
 
 
 @transaction.atomic
-def _attempt_record(notification, started, provider_message_id, error):
-    now = timezone.now()
-    out_of_retries = notification.attempts > settings.NOTIFY_MAX_RETRIES
-    if error is None:
-        outcome = AttemptOutcome.SENT
-        changes = {"status": NotificationStatus.SENT, "sent_at": now, "provider_message_id": provider_message_id}
-    elif isinstance(error, PermanentError) or out_of_retries:
-        outcome = AttemptOutcome.FAILED
-        reason = (
-            str(error)
-            if isinstance(error, PermanentError)
-            else f"{error} (gave up after {notification.attempts} attempts)"
+def _attempts_record(claimed_at, attempts):
+    """Write the attempts and move each row on, if it is still ours: a worker
+    that took over a stale claim owns it now. Sent rows move in one update."""
+    if not attempts:
+        return
+    ours = Notification.objects.filter(status=NotificationStatus.SENDING, sending_at=claimed_at)
+    log, sent, moved = [], {}, set()
+    for attempt in attempts:
+        notification, error = attempt.notification, attempt.error
+        outcome, changes, delay = _outcome(attempt)
+        log.append(
+            NotificationAttempt(
+                notification=notification,
+                number=notification.attempts,
+                started_at=attempt.started,
+                finished_at=attempt.finished,
+                outcome=outcome,
+                error=str(error or ""),
+                provider_message_id=attempt.provider_message_id,
+            )
         )
-        changes = {"status": NotificationStatus.FAILED, "failed_at": now, "last_error": reason}
-    else:
-        outcome = AttemptOutcome.RETRY
-        delay = _backoff_seconds(notification.attempts, error.retry_after)
-        changes = {
-            "status": NotificationStatus.PENDING,
-            "last_error": str(error),
-            "next_attempt_at": now + timedelta(seconds=delay),
-        }
-    NotificationAttempt.objects.create(
-        notification=notification,
-        number=notification.attempts,
-        started_at=started,
-        finished_at=now,
-        outcome=outcome,
-        error=str(error or ""),
-        provider_message_id=provider_message_id,
-    )
-    # Only if the row is still ours: a worker that took over a stale claim owns it now.
-    still_ours = Notification.objects.filter(
-        pk=notification.pk, status=NotificationStatus.SENDING, sending_at=notification.sending_at
-    ).update(**changes)
-    for name, value in changes.items():
-        setattr(notification, name, value)
-    if outcome == AttemptOutcome.RETRY and still_ours:
-        delay_ms = int(delay * 1000)
-        transaction.on_commit(
-            lambda: notifications_enqueue([(notification.pk, notification.priority)], delay_ms=delay_ms), robust=True
+        for name, value in changes.items():
+            setattr(notification, name, value)
+        if outcome == AttemptOutcome.SENT:
+            sent[notification.pk] = attempt
+        elif ours.filter(pk=notification.pk).update(**changes):
+            moved.add(notification.pk)
+            if delay is not None:
+                retry = [(notification.pk, notification.priority)]
+                transaction.on_commit(partial(notifications_enqueue, retry, delay_ms=int(delay * 1000)), robust=True)
+        if isinstance(error, RecipientBlocked):
+            _telegram_turn_off(notification)
+    NotificationAttempt.objects.bulk_create(log)
+    if sent:
+        updated = ours.filter(pk__in=sent).update(
+            status=NotificationStatus.SENT,
+            sent_at=_per_row({pk: a.finished for pk, a in sent.items()}, DateTimeField()),
+            provider_message_id=_per_row({pk: a.provider_message_id for pk, a in sent.items()}, CharField()),
         )
-    if isinstance(error, RecipientBlocked):
-        _telegram_turn_off(notification)
-    return notification
+        if updated < len(sent):  # some were taken over meanwhile: find which rows moved
+            sent = Notification.objects.filter(pk__in=sent, status=NotificationStatus.SENT, sending_at=claimed_at)
+            sent = set(sent.values_list("pk", flat=True))
+        moved.update(sent)
+    # Only rows this worker moved on: a status it did not save must not be announced.
+    changed = [a.notification for a in attempts if a.notification.pk in moved]
+    events_record(events.notification_status_changed(n, NotificationStatus.SENDING) for n in changed)
 
 
 def _telegram_turn_off(notification):
@@ -329,7 +426,9 @@ def notifications_sweep():
     lost = Q(status=NotificationStatus.PENDING, created_at__lt=stale) & due
     waiting = Q(status=NotificationStatus.QUEUED, queued_at__lt=stale) & due
     abandoned = Q(status=NotificationStatus.SENDING, sending_at__lt=dead)
-    rows = list(Notification.objects.filter(lost | waiting | abandoned).values_list("pk", "priority")[:10_000])
+    rows = list(
+        Notification.objects.filter(lost | waiting | abandoned).order_by("pk").values_list("pk", "priority")[:10_000]
+    )
     if rows:
         notifications_enqueue(rows)
         logger.info("Sweeper enqueued %d notifications again", len(rows))

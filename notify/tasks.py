@@ -1,4 +1,4 @@
-"""Dramatiq actors. They take ids, re-read the row, and are safe to run twice."""
+"""Dramatiq actors. They take a batch of ids, re-read the rows, and are safe to run twice."""
 
 import dramatiq
 
@@ -8,22 +8,22 @@ from notify.models import URGENT_PRIORITIES
 _OPTIONS = {"time_limit": 120_000}
 
 
-def deliver_notification(notification_id):
-    from notify.services import notification_deliver
+def deliver_notifications(notification_ids):
+    from notify.services import notifications_deliver
 
-    notification_deliver(notification_id=notification_id)
+    notifications_deliver(notification_ids=notification_ids)
 
 
 # Urgent and high priority have a queue of their own, so a bulk send of
 # thousands does not hold them up, and workers take them first.
-deliver_notification_urgent = dramatiq.actor(
-    deliver_notification, actor_name="deliver_notification_urgent", queue_name="notify_urgent", priority=0, **_OPTIONS
+deliver_notifications_urgent = dramatiq.actor(
+    deliver_notifications, actor_name="deliver_notifications_urgent", queue_name="notify_urgent", priority=0, **_OPTIONS
 )
-deliver_notification_default = dramatiq.actor(
-    deliver_notification, actor_name="deliver_notification", queue_name="notify", priority=10, **_OPTIONS
+deliver_notifications_default = dramatiq.actor(
+    deliver_notifications, actor_name="deliver_notifications", queue_name="notify", priority=10, **_OPTIONS
 )
 NOTIFY_QUEUES = ["notify_urgent", "notify"]
 
 
 def deliver_actor_for(priority):
-    return deliver_notification_urgent if priority in URGENT_PRIORITIES else deliver_notification_default
+    return deliver_notifications_urgent if priority in URGENT_PRIORITIES else deliver_notifications_default

@@ -2,7 +2,9 @@
 created or that carry their email, and the orders of those customers or that
 they placed. Anything else does not exist for them (404)."""
 
+from django.contrib.auth import get_user_model
 from django.db.models import Prefetch, Q
+from django.db.models.functions import Lower
 
 from orders.models import Customer, NotificationPreference, Order, OrderEvent
 
@@ -22,6 +24,30 @@ def order_list(*, user):
     if user.is_staff:
         return orders
     return orders.filter(Q(created_by=user) | Q(customer__in=customer_list(user=user)))
+
+
+def customer_viewer_ids(customers):
+    """The other side of customer_list: {customer pk: ids of the users, staff
+    aside, who may see it}."""
+    viewers = {customer.pk: {customer.created_by_id} - {None} for customer in customers}
+    by_email = {}
+    for customer in customers:
+        by_email.setdefault(customer.email.lower(), []).append(customer.pk)
+    if by_email:
+        users = get_user_model().objects.annotate(email_lower=Lower("email")).filter(email_lower__in=by_email)
+        for user_pk, email in users.values_list("pk", "email_lower"):
+            for customer_pk in by_email[email]:
+                viewers[customer_pk].add(user_pk)
+    return viewers
+
+
+def order_viewer_ids(orders, by_customer=None):
+    """The other side of order_list: {order pk: ids of the users, staff aside,
+    who may see it}. `by_customer`: customer_viewer_ids of the orders'
+    customers, if the caller has it already."""
+    if by_customer is None:
+        by_customer = customer_viewer_ids({order.customer for order in orders})
+    return {order.pk: ({order.created_by_id} - {None}) | by_customer[order.customer_id] for order in orders}
 
 
 def order_with_history(queryset):

@@ -15,6 +15,8 @@ from orders.models import (
     OrderEventKind,
     order_status_next,
 )
+from realtime import events
+from realtime.services import events_record
 
 CUSTOMER_FIELDS = {"name", "email", "phone", "telegram_chat_id", "address", "city", "country", "postal_code"}
 PREFERENCE_FIELDS = {"email_enabled", "telegram_enabled", "order_updates", "promotional"}
@@ -68,6 +70,7 @@ def customer_update(*, customer, by, **fields):
     customer = Customer.objects.select_for_update().get(pk=customer.pk)
     if "email" in fields:
         _customer_check_unique_email(email=fields["email"], exclude_pk=customer.pk)
+    changed = {name for name, value in fields.items() if getattr(customer, name) != value}
     for name, value in fields.items():
         setattr(customer, name, value)
     customer.full_clean(validate_unique=False, validate_constraints=False)
@@ -77,6 +80,8 @@ def customer_update(*, customer, by, **fields):
     except IntegrityError:
         _customer_check_unique_email(email=customer.email, exclude_pk=customer.pk)
         raise
+    if changed:
+        events_record([events.customer_updated(customer, changed)])
     return customer
 
 
@@ -152,6 +157,7 @@ def order_create(
         _order_check_unique(order_number=order.order_number, tracking_number=order.tracking_number)
         raise
     event = OrderEvent.objects.create(order=order, kind=OrderEventKind.CREATED, to_status=order.status, actor=by)
+    events_record([events.order_created(order)])
     notifications_for_order_event(order_event=event)
     return order
 
@@ -181,6 +187,8 @@ def order_update(*, order, by, status=None, **fields):
         OrderEvent.objects.create(order=order, kind=OrderEventKind.UPDATED, changes=changes, actor=by)
     if status is not None and status != order.status:
         order = order_change_status(order=order, status=status, by=by)
+    if changes:
+        events_record([events.order_updated(order, changes)])
     return order
 
 
@@ -208,10 +216,14 @@ def order_change_status(*, order, status, by):
     event = OrderEvent.objects.create(
         order=order, kind=OrderEventKind.STATUS_CHANGED, from_status=previous, to_status=status, actor=by
     )
+    events_record([events.order_status_changed(order, previous)])
     notifications_for_order_event(order_event=event)
     return order
 
 
 @transaction.atomic
 def order_delete(*, order, by):
-    order.delete()
+    # Through the queryset, so the instance keeps its pk for the event; who
+    # could see the order is worked out from the instance and its customer.
+    Order.objects.filter(pk=order.pk).delete()
+    events_record([events.order_deleted(order)])

@@ -10,7 +10,10 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-application = ProtocolTypeRouter({"http": django_asgi_app})
+from realtime.publish import serve_on_this_loop  # noqa: E402
+from realtime.routing import websocket_app  # noqa: E402
+
+application = serve_on_this_loop(ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket_app}))
 
 if not settings.REDIS_URL:
     # Embedded mode: no separate worker processes, so this one delivers.

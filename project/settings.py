@@ -111,6 +111,41 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
+# The channel layer carries live events from whichever process wrote them to
+# the processes holding the sockets. One layer message reaches all of a
+# process's sockets in a group, so capacity bounds a process's backlog: a
+# socket whose messages were dropped is told to resync.
+REALTIME_CHANNEL_CAPACITY = env.int("REALTIME_CHANNEL_CAPACITY", default=1000)
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                # Idle connections are pinged before use, so a socket timeout
+                # on a quiet connection does not lose the next event.
+                # A socket's receive blocks up to 5 s in BZPOPMIN (channels-redis'
+                # brpop_timeout); redis-py 8 reads with a 5 s timeout by default,
+                # which would fail the receive of every idle socket (close 1011).
+                "hosts": [
+                    {"address": REDIS_URL, "health_check_interval": 15, "socket_keepalive": True, "socket_timeout": 15}
+                ],
+                "prefix": "hub:layer",
+                "capacity": REALTIME_CHANNEL_CAPACITY,
+            },
+        }
+    }
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": REALTIME_CHANNEL_CAPACITY},
+        }
+    }
+# Events older than this are pruned; a client resuming from before then is told to resync.
+REALTIME_EVENT_RETENTION_DAYS = env.float("REALTIME_EVENT_RETENTION_DAYS", default=7.0)
+# Seconds between the server's heartbeat messages on every socket.
+REALTIME_HEARTBEAT_SECONDS = env.float("REALTIME_HEARTBEAT_SECONDS", default=25.0)
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -198,6 +233,11 @@ NOTIFY_MAX_RETRIES = env.int("NOTIFY_MAX_RETRIES", default=5)
 # Backoff before retry n: random between half and all of base * 2**(n-1), at most the cap.
 NOTIFY_RETRY_BASE_SECONDS = env.float("NOTIFY_RETRY_BASE_SECONDS", default=2.0)
 NOTIFY_RETRY_MAX_SECONDS = env.float("NOTIFY_RETRY_MAX_SECONDS", default=600.0)
+# Notification ids per worker message: a batch is claimed together and sent
+# over one SMTP connection.
+NOTIFY_BATCH_SIZE = env.int("NOTIFY_BATCH_SIZE", default=50)
+if NOTIFY_BATCH_SIZE < 1:
+    raise ImproperlyConfigured("NOTIFY_BATCH_SIZE must be at least 1.")
 # A row `sending` this long is taken to belong to a dead worker and is retried.
 NOTIFY_SENDING_TIMEOUT_SECONDS = env.float("NOTIFY_SENDING_TIMEOUT_SECONDS", default=300.0)
 # The sweeper's period, and how long a due row may wait in the queue before
@@ -233,4 +273,6 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # httpx logs each request's URL at INFO, and a Bot API URL carries the bot token.
+    "loggers": {"httpx": {"level": "WARNING"}},
 }

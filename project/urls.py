@@ -9,6 +9,7 @@ api_v1 = [
     path("", include("core.urls")),
     path("", include("orders.urls")),
     path("", include("notify.urls")),
+    path("", include("realtime.urls")),
 ]
 
 urlpatterns = [

@@ -21,12 +21,14 @@ def free_port():
 
 
 class SmtpSink:
-    """Accepts mail and keeps it parsed in `messages`; `reply_rcpt`/`reply_data`
+    """Accepts mail and keeps it parsed in `messages`, numbered by the SMTP
+    connection it came over; `reply_rcpt`/`reply_data`
     make it answer RCPT or DATA with a given SMTP reply instead; `delay` slows
     each DATA down."""
 
     def __init__(self):
         self.messages = []
+        self.connections = 0
         self.reply_rcpt = None
         self.reply_data = None
         self.delay = 0.0
@@ -50,7 +52,11 @@ class SmtpSink:
             return self.reply_data
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self.lock:
-            self.messages.append({"to": list(envelope.rcpt_tos), "message": message})
+            if not hasattr(session, "connection_number"):
+                self.connections += 1
+                session.connection_number = self.connections
+            connection = session.connection_number
+            self.messages.append({"to": list(envelope.rcpt_tos), "message": message, "connection": connection})
         return "250 Message accepted"
 
     def start(self):

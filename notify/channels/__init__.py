@@ -1,17 +1,28 @@
-"""Delivery channels. `channel_send(notification)` sends one ledger row and
-returns the provider's message id, or raises a `DeliveryError` that says
-whether trying again can help."""
+"""Delivery channels. An `Outbox` sends ledger rows and returns each one's
+provider message id, or raises a `DeliveryError` that says whether trying again
+can help. Use one outbox per batch: it keeps the SMTP connection open between
+messages."""
 
 from notify.channels.base import DeliveryError, PermanentError, RecipientBlocked, TransientError
-from notify.channels.email import email_send
+from notify.channels.email import EmailSender
 from notify.channels.telegram import telegram_send
 from notify.models import Channel
 
-_SENDERS = {Channel.EMAIL: email_send, Channel.TELEGRAM: telegram_send}
+
+class Outbox:
+    def __init__(self):
+        self._email = EmailSender()
+
+    def send(self, notification):
+        if notification.channel == Channel.EMAIL:
+            return self._email.send(notification)
+        return telegram_send(notification)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self._email.close()
 
 
-def channel_send(notification):
-    return _SENDERS[notification.channel](notification)
-
-
-__all__ = ["DeliveryError", "PermanentError", "RecipientBlocked", "TransientError", "channel_send"]
+__all__ = ["DeliveryError", "Outbox", "PermanentError", "RecipientBlocked", "TransientError"]

@@ -23,20 +23,41 @@ def _smtp_error(exc):
     return TransientError(f"SMTP connection failed: {exc}")
 
 
-def email_send(notification):
-    message_id = make_msgid(domain=settings.DEFAULT_FROM_EMAIL.rpartition("@")[2].strip("> ") or "localhost")
-    email = EmailMultiAlternatives(
-        subject=notification.title,
-        body=notification.message,
-        from_email=settings.DEFAULT_FROM_EMAIL,
-        to=[notification.recipient],
-        headers={"Message-ID": message_id},
-        connection=get_connection(timeout=settings.EMAIL_TIMEOUT),
-    )
-    if notification.html_message:
-        email.attach_alternative(notification.html_message, "text/html")
-    try:
-        email.send()
-    except (TimeoutError, smtplib.SMTPException, OSError) as exc:
-        raise _smtp_error(exc) from exc
-    return message_id
+class EmailSender:
+    """Sends ledger rows over one SMTP connection, opened on first use and
+    opened afresh after any error, so a batch pays for one handshake."""
+
+    def __init__(self):
+        self.connection = get_connection(timeout=settings.EMAIL_TIMEOUT)
+        domain = settings.DEFAULT_FROM_EMAIL.rpartition("@")[2].strip("> ")
+        self.domain = domain or "localhost"
+
+    def send(self, notification):
+        message_id = make_msgid(domain=self.domain)
+        email = EmailMultiAlternatives(
+            subject=notification.title,
+            body=notification.message,
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            to=[notification.recipient],
+            headers={"Message-ID": message_id},
+            connection=self.connection,
+        )
+        if notification.html_message:
+            email.attach_alternative(notification.html_message, "text/html")
+        try:
+            reused = self.connection.open() is False  # SMTP: False while already open
+            try:
+                email.send()  # leaves a connection it did not open itself open
+            except smtplib.SMTPServerDisconnected:
+                if not reused:
+                    raise
+                self.close()  # the server dropped an idle connection: once more on a new one
+                self.connection.open()
+                email.send()
+        except (TimeoutError, smtplib.SMTPException, OSError) as exc:
+            self.close()
+            raise _smtp_error(exc) from exc
+        return message_id
+
+    def close(self):
+        self.connection.close()

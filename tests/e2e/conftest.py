@@ -74,20 +74,25 @@ class Processes:
     def output(self, name):
         return (self.log_dir / f"{name}.log").read_text(errors="replace")
 
-    def start_web(self):
+    def start_web(self, name="web", port=None):
+        """Daphne on `port` (the hub's own by default); returns its base URL.
+        Another name and port start one more web process beside the first."""
+        port = port or self.port
+        url = f"http://127.0.0.1:{port}"
         process = self.start(
-            "web", "-m", "daphne", "--bind", "127.0.0.1", "--port", str(self.port), "project.asgi:application"
+            name, "-m", "daphne", "--bind", "127.0.0.1", "--port", str(port), "project.asgi:application"
         )
 
         def answers():
             if process.poll() is not None:
-                raise RuntimeError(f"daphne exited with {process.returncode}:\n{self.output('web')}")
+                raise RuntimeError(f"daphne exited with {process.returncode}:\n{self.output(name)}")
             try:
-                return httpx.get(f"{self.url}/", timeout=1).status_code == 200
+                return httpx.get(f"{url}/", timeout=1).status_code == 200
             except httpx.TransportError:
                 return False
 
-        wait_until(answers, START_TIMEOUT_SECONDS, what="daphne to answer")
+        wait_until(answers, START_TIMEOUT_SECONDS, what=f"daphne ({name}) to answer")
+        return url
 
     def start_worker(self, name="worker", **env):
         self.start(name, "manage.py", "rundramatiq", "--processes", "1", "--threads", "8", **env)
@@ -107,8 +112,13 @@ class Processes:
         log.close()
 
     def stop_all(self):
-        for name in list(self.running):
+        """Stop every process and print the end of each log: pytest shows what a
+        test printed only when it failed, where the logs tell why."""
+        names = list(self.running)
+        for name in names:
             self.stop(name)
+        for name in names:
+            print(f"----- {name}.log (last 100 lines) -----", *self.output(name).splitlines()[-100:], sep="\n")
 
 
 def _hub_env(extra=None):
@@ -123,8 +133,21 @@ def _hub_env(extra=None):
     }
 
 
+@pytest.fixture(scope="session")
+def no_stray_worker():
+    """Refuse to run beside a Dramatiq worker the tests did not start: reading
+    the same Redis, it would take the tests' messages to another database, and
+    they would vanish."""
+    broker = dramatiq.get_broker()
+    heartbeats = f"{broker.namespace}:__heartbeats__"
+    broker.client.delete(heartbeats)
+    time.sleep(1.5)  # an idle worker looks for messages, and beats, every second
+    if broker.client.zcard(heartbeats):
+        pytest.fail(f"A Dramatiq worker is already consuming from {os.environ['REDIS_URL']}: stop it first.")
+
+
 @pytest.fixture
-def hub(transactional_db, tmp_path):
+def hub(transactional_db, tmp_path, request):
     """A migrated, seeded hub on the test database, in the mode the environment
     gives: embedded (one Daphne process), or services (Daphne and a worker).
 
@@ -137,6 +160,7 @@ def hub(transactional_db, tmp_path):
     try:
         processes.start_web()
         if os.environ.get("REDIS_URL"):
+            request.getfixturevalue("no_stray_worker")
             processes.start_worker()
             wait_until(
                 lambda: httpx.get(f"{processes.url}/health/worker/", timeout=2).status_code == 200,
@@ -149,12 +173,13 @@ def hub(transactional_db, tmp_path):
 
 
 @pytest.fixture
-def services_hub(transactional_db, tmp_path, redis_url, settings):
+def services_hub(transactional_db, tmp_path, redis_url, settings, request):
     """Services mode on real PostgreSQL and Redis: Daphne and a worker process,
     mail to a real SMTP server, Telegram to a Bot API stand-in. The sweeper is
     for the test to start."""
     if connection.vendor != "postgresql":
         service_unavailable("DATABASE_URL does not point at PostgreSQL")
+    request.getfixturevalue("no_stray_worker")
     sink, telegram = SmtpSink().start(), FakeTelegram(TELEGRAM_TEST_TOKEN).start()
     dramatiq.get_broker().flush_all()
     from notify import heartbeat

@@ -10,6 +10,7 @@ import pytest
 from django.utils import timezone
 
 from notify.models import Notification, NotificationStatus
+from tests.conftest import TELEGRAM_TEST_TOKEN
 from tests.e2e.conftest import wait_until
 from tests.factories import PASSWORD, StaffFactory, UserFactory
 from tests.helpers import SEED_ORDER
@@ -58,6 +59,7 @@ def test_order_notifications_reach_mail_and_telegram(services_hub):
     assert staff_api.put(f"/orders/{r.json()['id']}/status/", json={"status": "confirmed"}).status_code == 200
     wait_until(_all_final(4), what="the status change's notifications delivered")
     assert services_hub.sink.messages[-1]["message"]["Subject"] == "Order ORD-001 is confirmed"
+    assert TELEGRAM_TEST_TOKEN not in services_hub.output("worker")
 
 
 def test_each_error_class_ends_as_it_should(services_hub):
@@ -95,7 +97,7 @@ def test_each_error_class_ends_as_it_should(services_hub):
 
 
 def test_a_duplicate_message_sends_once(services_hub):
-    from notify.tasks import deliver_notification_default
+    from notify.tasks import deliver_notifications_default
 
     api = _api(services_hub, UserFactory(password=PASSWORD))
     r = api.post(
@@ -106,7 +108,7 @@ def test_a_duplicate_message_sends_once(services_hub):
     wait_until(lambda: Notification.objects.get(pk=pk).status == "sent", what="sent")
 
     for _ in range(3):  # redelivered copies of the same message
-        deliver_notification_default.send(pk)
+        deliver_notifications_default.send([pk])
     wait_until(lambda: services_hub.sink.messages and _queues_empty(), what="the copies consumed")
 
     assert len(services_hub.sink.messages) == 1

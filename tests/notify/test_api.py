@@ -575,7 +575,7 @@ def test_notification_detail_shows_delivery_attempt(user, user_client, settings)
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     pk = user_client.post(SEND_URL, SEED_SEND).json()["id"]
 
-    services.notification_deliver(notification_id=pk)
+    services.notifications_deliver(notification_ids=[pk])
 
     assert len(mail.outbox) == 1
     assert mail.outbox[0].to == ["demo@example.com"]

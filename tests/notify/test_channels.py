@@ -3,12 +3,17 @@ import threading
 
 import pytest
 
-from notify.channels import PermanentError, RecipientBlocked, TransientError, channel_send
+from notify.channels import Outbox, PermanentError, RecipientBlocked, TransientError
 from notify.channels.telegram import MESSAGE_LIMIT, telegram_text_chunks
 from notify.models import Notification
 from notify.pacing import _LocalSlots, _RedisSlots
 from tests.conftest import TELEGRAM_TEST_TOKEN
 from tests.fakes import free_port
+
+
+def channel_send(notification):
+    with Outbox() as outbox:
+        return outbox.send(notification)
 
 
 def _email(**fields):
@@ -37,6 +42,21 @@ def test_email_send_delivers_multipart_mail_to_a_real_smtp_server(smtp_sink):
     assert mail["Message-ID"] == message_id
     assert mail.get_body(("plain",)).get_content().strip() == "Line one & <script>alert(1)</script>"
     assert mail.get_body(("html",)).get_content().strip() == "<p>Hello &lt;Ann&gt;</p>"
+
+
+def test_outbox_keeps_one_smtp_connection_and_reopens_it_after_an_error_or_a_drop(smtp_sink):
+    with Outbox() as outbox:
+        outbox.send(_email())
+        outbox.send(_email())
+        smtp_sink.reply_rcpt = "550 5.1.1 No such user"
+        with pytest.raises(PermanentError):
+            outbox.send(_email())
+        smtp_sink.reply_rcpt = None
+        outbox.send(_email())  # after an error: a new connection
+        outbox._email.connection.connection.sock.shutdown(socket.SHUT_RDWR)  # dropped while idle
+        outbox.send(_email())
+
+    assert [m["connection"] for m in smtp_sink.messages] == [1, 1, 2, 3]
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,12 @@
+import json
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from dramatiq import get_broker
+from dramatiq.brokers.stub import StubBroker
 
 from core.exceptions import Conflict
 from notify import services
@@ -18,6 +22,17 @@ S = NotificationStatus
 
 def _queued():
     return {queue: n for queue, n in queue_depths().items() if n}
+
+
+def _batches(queue="notify"):
+    """The id lists of the messages waiting on a queue, in order."""
+    broker = get_broker()
+    if isinstance(broker, StubBroker):
+        messages = list(broker.queues[queue].queue)
+    else:
+        ids = broker.client.lrange(f"{broker.namespace}:{queue}", 0, -1)
+        messages = broker.client.hmget(f"{broker.namespace}:{queue}.msgs", ids) if ids else []
+    return [json.loads(message)["args"][0] for message in messages]
 
 
 def _send(sender, channel="email", recipient="ann@example.com", **extra):
@@ -61,7 +76,7 @@ def test_order_status_change_notifies_every_enabled_channel(django_capture_on_co
     assert rows["telegram"].message.startswith(f"Order {order.order_number} is now confirmed.")
     assert rows["email"].title == f"Order {order.order_number} is confirmed"
     assert all(n.status == S.QUEUED and n.kind == NotificationKind.ORDER_STATUS_CHANGED for n in rows.values())
-    assert _queued() == {"notify": 2}
+    assert _queued() == {"notify": 1}  # both rows in one message
 
 
 @pytest.mark.parametrize(
@@ -139,7 +154,16 @@ def test_bulk_send_creates_all_rows_and_enqueues_by_priority(user, django_captur
         rows, _ = services.notifications_bulk_send(sender=user, items=items)
 
     assert len(rows) == 5 == Notification.objects.filter(status=S.QUEUED).count()
-    assert _queued() == {"notify": 3, "notify_urgent": 2}
+    assert _queued() == {"notify": 1, "notify_urgent": 1}  # one message per queue carries the batch
+
+
+def test_enqueue_puts_batch_size_ids_in_a_message(user, settings, django_capture_on_commit_callbacks):
+    settings.NOTIFY_BATCH_SIZE = 2
+    items = [{"channel": "email", "recipient": f"u{i}@example.com", "title": "T", "message": "M"} for i in range(5)]
+    with django_capture_on_commit_callbacks(execute=True):
+        rows, _ = services.notifications_bulk_send(sender=user, items=items)
+
+    assert _batches() == [[r.pk for r in rows[:2]], [r.pk for r in rows[2:4]], [rows[4].pk]]
 
 
 # ---- delivery -------------------------------------------------------------------------
@@ -148,8 +172,8 @@ def test_bulk_send_creates_all_rows_and_enqueues_by_priority(user, django_captur
 def test_deliver_sends_once_and_records_the_attempt(user, smtp_sink):
     notification = _send(user)
 
-    services.notification_deliver(notification_id=notification.pk)
-    services.notification_deliver(notification_id=notification.pk)  # a duplicate message
+    services.notifications_deliver(notification_ids=[notification.pk])
+    services.notifications_deliver(notification_ids=[notification.pk])  # a duplicate message
 
     notification.refresh_from_db()
     assert len(smtp_sink.messages) == 1
@@ -165,7 +189,7 @@ def test_deliver_retries_a_transient_error_later(user, smtp_sink, settings, djan
     notification = _send(user)
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.notification_deliver(notification_id=notification.pk)
+        services.notifications_deliver(notification_ids=[notification.pk])
 
     notification.refresh_from_db()
     assert notification.status == S.QUEUED
@@ -175,7 +199,7 @@ def test_deliver_retries_a_transient_error_later(user, smtp_sink, settings, djan
     assert _queued() == {"notify.DQ": 1}
     # Not due yet: a stray copy of the message must not send early.
     smtp_sink.reply_rcpt = None
-    assert services.notification_deliver(notification_id=notification.pk) is None
+    assert services.notifications_deliver(notification_ids=[notification.pk]) == []
     assert smtp_sink.messages == []
 
 
@@ -184,7 +208,7 @@ def test_deliver_waits_at_least_telegram_retry_after(user, telegram_api, setting
     telegram_api.script.append((429, 30))
     notification = _send(user, channel="telegram", recipient="42")
 
-    services.notification_deliver(notification_id=notification.pk)
+    services.notifications_deliver(notification_ids=[notification.pk])
 
     notification.refresh_from_db()
     assert (notification.next_attempt_at - timezone.now()).total_seconds() > 29
@@ -194,7 +218,7 @@ def test_deliver_fails_a_permanent_error_at_once(user, smtp_sink):
     smtp_sink.reply_rcpt = "550 5.1.1 no such user"
     notification = _send(user)
 
-    services.notification_deliver(notification_id=notification.pk)
+    services.notifications_deliver(notification_ids=[notification.pk])
 
     notification.refresh_from_db()
     assert notification.status == S.FAILED and notification.failed_at is not None
@@ -209,7 +233,7 @@ def test_deliver_gives_up_after_the_last_retry(user, smtp_sink, settings):
 
     for _ in range(3):
         Notification.objects.filter(pk=notification.pk).update(next_attempt_at=None)
-        services.notification_deliver(notification_id=notification.pk)
+        services.notifications_deliver(notification_ids=[notification.pk])
 
     notification.refresh_from_db()
     assert notification.status == S.FAILED
@@ -223,7 +247,7 @@ def test_deliver_turns_off_telegram_for_a_chat_that_blocked_the_bot(user, telegr
     telegram_api.script.append((403, "Forbidden: bot was blocked by the user"))
     notification = _send(user, channel="telegram", recipient="777")
 
-    services.notification_deliver(notification_id=notification.pk)
+    services.notifications_deliver(notification_ids=[notification.pk])
 
     notification.refresh_from_db()
     customer.preferences.refresh_from_db()
@@ -237,15 +261,96 @@ def test_deliver_takes_over_a_row_left_sending_by_a_dead_worker(user, smtp_sink,
     Notification.objects.filter(pk=notification.pk).update(
         status=S.SENDING, sending_at=timezone.now() - timedelta(seconds=30), attempts=1
     )
-    services.notification_deliver(notification_id=notification.pk)
+    services.notifications_deliver(notification_ids=[notification.pk])
     assert smtp_sink.messages == []  # still within the timeout: someone may be sending it
 
     Notification.objects.filter(pk=notification.pk).update(sending_at=timezone.now() - timedelta(seconds=61))
-    services.notification_deliver(notification_id=notification.pk)
+    services.notifications_deliver(notification_ids=[notification.pk])
 
     notification.refresh_from_db()
     assert len(smtp_sink.messages) == 1
     assert (notification.status, notification.attempts) == (S.SENT, 2)
+
+
+def test_deliver_sends_a_batch_over_one_connection_and_records_each_outcome(user, smtp_sink, telegram_api):
+    telegram_api.script.append((400, "Bad Request: chat not found"))
+    first = _send(user, recipient="a@example.com")
+    refused = _send(user, channel="telegram", recipient="42")
+    second = _send(user, recipient="b@example.com")
+
+    claimed = services.notifications_deliver(notification_ids=[second.pk, refused.pk, first.pk])
+
+    assert [n.pk for n in claimed] == [first.pk, refused.pk, second.pk]
+    rows = Notification.objects.in_bulk([first.pk, refused.pk, second.pk])
+    assert [rows[pk].status for pk in (first.pk, refused.pk, second.pk)] == [S.SENT, S.FAILED, S.SENT]
+    assert rows[refused.pk].last_error == "Telegram 400: Bad Request: chat not found"
+    assert rows[first.pk].provider_message_id != rows[second.pk].provider_message_id
+    assert [m["message"]["Message-ID"] for m in smtp_sink.messages] == [
+        rows[first.pk].provider_message_id,
+        rows[second.pk].provider_message_id,
+    ]
+    assert len({m["connection"] for m in smtp_sink.messages}) == 1
+    outcomes = NotificationAttempt.objects.order_by("notification_id").values_list("notification_id", "outcome")
+    assert list(outcomes) == [(first.pk, "sent"), (refused.pk, "failed"), (second.pk, "sent")]
+
+
+def test_deliver_claims_only_the_rows_that_are_due_and_waiting(user, smtp_sink):
+    waiting = _send(user, recipient="a@example.com")
+    later = _send(user, recipient="b@example.com")
+    Notification.objects.filter(pk=later.pk).update(next_attempt_at=timezone.now() + timedelta(minutes=1))
+    done = _send(user, recipient="c@example.com")
+    Notification.objects.filter(pk=done.pk).update(status=S.SENT)
+
+    claimed = services.notifications_deliver(notification_ids=[waiting.pk, later.pk, done.pk])
+
+    assert [n.pk for n in claimed] == [waiting.pk]
+    assert [m["to"] for m in smtp_sink.messages] == [["a@example.com"]]
+
+
+def test_deliver_writes_a_batch_in_a_fixed_number_of_queries(user, smtp_sink):
+    def queries_to_deliver(count):
+        ids = [_send(user, recipient=f"u{i}@example.com").pk for i in range(count)]
+        with CaptureQueriesContext(connection) as queries:
+            services.notifications_deliver(notification_ids=ids)
+        return len(queries)
+
+    assert queries_to_deliver(1) == queries_to_deliver(20)
+    assert Notification.objects.filter(status=S.SENT).count() == 21 == len(smtp_sink.messages)
+
+
+def test_deliver_puts_back_what_the_batch_had_no_time_for(user, smtp_sink, monkeypatch):
+    monkeypatch.setattr(services, "BATCH_SECONDS", 0.1)
+    smtp_sink.delay = 0.2
+    ids = [_send(user, recipient=f"u{i}@example.com").pk for i in range(3)]
+    flush_broker = _queued()  # nothing queued yet: _send ran outside on_commit capture
+    assert flush_broker == {}
+
+    services.notifications_deliver(notification_ids=ids)
+
+    rows = Notification.objects.in_bulk(ids)
+    assert (rows[ids[0]].status, rows[ids[0]].attempts) == (S.SENT, 1)
+    assert [(rows[pk].status, rows[pk].attempts) for pk in ids[1:]] == [(S.QUEUED, 0), (S.QUEUED, 0)]
+    assert _queued() == {"notify": 1}
+    assert len(smtp_sink.messages) == 1
+
+
+def test_deliver_records_as_it_goes_so_a_crash_loses_little(user, smtp_sink, monkeypatch):
+    monkeypatch.setattr(services, "RECORD_EVERY_SECONDS", 0)
+    ids = [_send(user, recipient=f"u{i}@example.com").pk for i in range(2)]
+    real_send = services.Outbox.send
+
+    def send_then_die(outbox, notification):
+        if notification.pk == ids[1]:
+            raise SystemExit("the worker is killed")
+        return real_send(outbox, notification)
+
+    monkeypatch.setattr(services.Outbox, "send", send_then_die)
+    with pytest.raises(SystemExit):
+        services.notifications_deliver(notification_ids=ids)
+
+    rows = Notification.objects.in_bulk(ids)
+    assert rows[ids[0]].status == S.SENT  # recorded before the crash: not sent again
+    assert rows[ids[1]].status == S.SENDING  # left for the sweeper after the timeout
 
 
 def test_retry_requeues_only_failed_notifications(user, staff, django_capture_on_commit_callbacks):
@@ -285,7 +390,7 @@ def test_sweep_enqueues_what_fell_through_and_nothing_else(user, settings):
 
     assert services.notifications_sweep() == 3
 
-    assert _queued() == {"notify": 3}
+    assert _batches() == [sorted([lost.pk, waiting.pk, dead.pk])]
     statuses = dict(Notification.objects.values_list("pk", "status"))
     assert statuses[lost.pk] == statuses[waiting.pk] == S.QUEUED
     assert statuses[dead.pk] == S.SENDING

@@ -1,0 +1,253 @@
+"""`/ws/events/`: every event its user may see, live, resumable without gaps.
+
+Messages from the client are JSON objects with an `action`: `ping`,
+`subscribe` (narrow to event types and/or one order) and `resume`. The server
+sends event envelopes {"id", "type", "ts", "data"} and, outside the log,
+`pong`, `subscribed`, `heartbeat`, `error` and `resync_required`.
+"""
+
+import asyncio
+import json
+import random
+import time
+import weakref
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.utils import timezone
+
+from realtime.auth import origin_allowed, socket_user
+from realtime.events import EVENT_TYPES
+from realtime.selectors import events_after, events_resumable_from
+from realtime.services import STAFF_GROUP, user_group
+
+MAX_MESSAGE_BYTES = 4096
+# Client messages: a burst of RATE_BURST, refilled at RATE_PER_SECOND.
+RATE_BURST = 20
+RATE_PER_SECOND = 5.0
+# How long a missing layer message may be late (another process published
+# it) before the socket counts it as dropped.
+GAP_GRACE_SECONDS = 2.0
+
+# Daphne lets an application close only with 1000 or 3000-4999.
+CLOSE_UNSUPPORTED = 4003
+CLOSE_TOO_BIG = 4009
+CLOSE_RATE_LIMITED = 4429
+
+# Group membership expires in the layer after a day; a socket renews it hourly.
+GROUP_RENEW_SECONDS = 3600
+# Joins and leaves a process sends the layer at once: a reconnect storm of
+# thousands of sockets must not exhaust its Redis connection pool.
+LAYER_CALLS_AT_ONCE = 50
+_layer_slots = weakref.WeakKeyDictionary()  # event loop -> asyncio.Semaphore
+
+
+def _layer_slot():
+    loop = asyncio.get_running_loop()
+    slot = _layer_slots.get(loop)
+    if slot is None:
+        slot = _layer_slots[loop] = asyncio.Semaphore(LAYER_CALLS_AT_ONCE)
+    return slot
+
+
+def _now():
+    return timezone.now().isoformat()
+
+
+class EventConsumer(AsyncWebsocketConsumer):
+    async def connect(self):
+        if not origin_allowed(self.scope):
+            await self.close()  # before accept: the handshake is answered 403
+            return
+        self.user = await socket_user(self.scope)
+        if self.user is None:
+            await self.close()
+            return
+        self.types, self.order_id = None, None  # no narrowing
+        self.replayed_through = 0  # live copies of replayed events are dropped
+        self.delivered_through = 0  # the newest event handled, sent or filtered out
+        self.next_seq, self.held, self.gap_timer = None, {}, None  # layer messages, by seq
+        self.tokens, self.refilled = float(RATE_BURST), time.monotonic()
+        self.lock = asyncio.Lock()  # the gap check runs beside the handlers; they take turns
+        self.group = STAFF_GROUP if self.user.is_staff else user_group(self.user.pk)
+        # Join before replaying: what is published meanwhile waits in the layer.
+        async with _layer_slot():
+            await self.channel_layer.group_add(self.group, self.channel_name)
+        self.joined = time.monotonic()
+        await self.accept()
+        self.heartbeat = asyncio.create_task(self._heartbeat())
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        if "last_event_id" in query:
+            await self._resume(query["last_event_id"][0])
+
+    async def disconnect(self, code):
+        for pending in (getattr(self, "heartbeat", None), getattr(self, "gap_timer", None)):
+            if pending is not None:
+                pending.cancel()
+        if getattr(self, "group", None):
+            async with _layer_slot():
+                await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def dispatch(self, message):
+        # Live events touch no database, so they skip Channels' connection
+        # cleanup: a hop to the database thread for every message on every socket.
+        if message["type"] == "event.message":
+            await self.event_message(message)
+        else:
+            await super().dispatch(message)
+
+    async def _heartbeat(self):
+        interval = settings.REALTIME_HEARTBEAT_SECONDS
+        await asyncio.sleep(interval * random.uniform(0.5, 1))  # sockets that connected together beat apart
+        while True:
+            await self._send_json({"type": "heartbeat", "ts": _now()})
+            if time.monotonic() - self.joined >= GROUP_RENEW_SECONDS:
+                # Group membership expires in the layer (after a day); renew it well before.
+                async with _layer_slot():
+                    await self.channel_layer.group_add(self.group, self.channel_name)
+                self.joined = time.monotonic()
+            await asyncio.sleep(interval)
+
+    async def _send_json(self, content):
+        await self.send(text_data=json.dumps(content))
+
+    async def _error(self, code, message, close=None):
+        await self._send_json({"type": "error", "error": {"code": code, "message": message}})
+        if close:
+            await self.close(code=close)
+
+    # ---- from the client ---------------------------------------------------------------
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if not self._take_token():
+            await self._error("rate_limited", f"At most {RATE_PER_SECOND:g} messages a second.", CLOSE_RATE_LIMITED)
+            return
+        if text_data is None:
+            await self._error("bad_message", "Send JSON text, not binary frames.", CLOSE_UNSUPPORTED)
+            return
+        if len(text_data.encode()) > MAX_MESSAGE_BYTES:
+            await self._error("bad_message", f"Send at most {MAX_MESSAGE_BYTES} bytes a message.", CLOSE_TOO_BIG)
+            return
+        try:
+            content = json.loads(text_data)
+        except ValueError:
+            content = None
+        if not isinstance(content, dict):
+            await self._error("bad_message", "Send a JSON object with an action.")
+            return
+        action = content.get("action")
+        if action == "ping":
+            await self._send_json({"type": "pong", "ts": _now()})
+        elif action == "subscribe":
+            await self._subscribe(content)
+        elif action == "resume":
+            await self._resume(content.get("last_event_id"))
+        else:
+            await self._error("unknown_action", "The action must be one of: ping, subscribe, resume.")
+
+    def _take_token(self):
+        now = time.monotonic()
+        self.tokens = min(RATE_BURST, self.tokens + (now - self.refilled) * RATE_PER_SECOND)
+        self.refilled = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+    async def _subscribe(self, content):
+        types, order_id = content.get("types"), content.get("order")
+        if types is not None and (not isinstance(types, list) or not types or not all(t in EVENT_TYPES for t in types)):
+            await self._error("bad_subscription", f"types must be a non-empty list of: {', '.join(EVENT_TYPES)}.")
+            return
+        if order_id is not None and (type(order_id) is not int or order_id < 1):
+            await self._error("bad_subscription", "order must be an order id.")
+            return
+        self.types, self.order_id = (set(types) if types else None), order_id
+        await self._send_json({"type": "subscribed", "types": types, "order": order_id})
+
+    def _wanted(self, event_type, order_id):
+        return (self.types is None or event_type in self.types) and (self.order_id is None or order_id == self.order_id)
+
+    async def _resume(self, last_event_id):
+        async with self.lock:
+            await self._replay(last_event_id)
+
+    async def _replay(self, last_event_id):
+        if isinstance(last_event_id, str) and last_event_id.isascii() and last_event_id.isdigit():
+            last_event_id = int(last_event_id)  # from the query string
+        if type(last_event_id) is not int or last_event_id < 0:
+            await self._error("bad_last_event_id", "last_event_id must be a whole number of at least 0.")
+            return
+        after = last_event_id
+        if not await database_sync_to_async(events_resumable_from)(after):
+            await self._resync("the event log no longer has what followed last_event_id", after)
+            return
+        while True:
+            events = await database_sync_to_async(events_after)(user=self.user, after=after)
+            for event in events:
+                if self._wanted(event.type, event.data.get("order_id")):
+                    await self._send_json(event.envelope())
+            if not events:
+                break
+            after = events[-1].id
+        # Anything live at or below this id was committed before the query
+        # above (ids follow commit order), so the replay already had it.
+        self.replayed_through = max(self.replayed_through, after)
+        self.delivered_through = max(self.delivered_through, after)
+
+    async def _resync(self, reason, last_event_id=None):
+        data = {"reason": reason, "last_event_id": last_event_id}
+        await self._send_json({"id": None, "type": "resync_required", "ts": _now(), "data": data})
+
+    # ---- from the channel layer --------------------------------------------------------------
+
+    async def event_message(self, message):
+        async with self.lock:
+            await self._in_order(message)
+
+    async def _in_order(self, message):
+        """Deliver the group's messages in `seq` (commit) order: one that comes
+        early waits for those before it, at most GAP_GRACE_SECONDS."""
+        seq = message["seq"]
+        if self.next_seq is None:
+            self.next_seq = seq
+        if seq < self.next_seq:
+            # Late: published just as the socket joined, or given up on.
+            await self._deliver(message)
+            return
+        self.held[seq] = message
+        while self.next_seq in self.held:
+            await self._deliver(self.held.pop(self.next_seq))
+            self.next_seq += 1
+        if self.held and self.gap_timer is None:
+            self.gap_timer = asyncio.get_running_loop().call_later(GAP_GRACE_SECONDS, self._gap_expired)
+        elif not self.held and self.gap_timer is not None:
+            self.gap_timer.cancel()
+            self.gap_timer = None
+
+    async def _deliver(self, message):
+        self.delivered_through = max(self.delivered_through, message["id"])
+        if message["id"] > self.replayed_through and self._wanted(message["event_type"], message["order_id"]):
+            await self.send(text_data=message["text"])
+
+    def _gap_expired(self):
+        self.gap_timer = None  # disconnect cancels it, so the socket is still open
+        asyncio.ensure_future(self._skip_gap())
+
+    async def _skip_gap(self):
+        """A number that never came is either an event the layer dropped (the
+        socket fell behind) or one whose transaction rolled back: the log says which."""
+        async with self.lock:
+            if self.held:  # else what was missing came after all
+                await self._skip_held()
+
+    async def _skip_held(self):
+        first_held = self.held[min(self.held)]["id"]
+        missed = await database_sync_to_async(events_after)(user=self.user, after=self.delivered_through, limit=1)
+        if missed and missed[0].id < first_held:
+            await self._resync("this connection fell behind and missed events")
+        for seq in sorted(self.held):
+            await self._deliver(self.held.pop(seq))
+            self.next_seq = seq + 1

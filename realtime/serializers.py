@@ -1,0 +1,6 @@
+from rest_framework import serializers
+
+
+class TicketSerializer(serializers.Serializer):
+    ticket = serializers.CharField(help_text="Pass as ?ticket= when opening /ws/events/; it works once.")
+    expires_in = serializers.IntegerField(help_text="Seconds left to use it.")

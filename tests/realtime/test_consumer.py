@@ -1,0 +1,928 @@
+"""/ws/events/ end to end in this process: Channels' communicator against the
+routing the server runs, with writes made through the real services so that
+events are recorded and published on commit.
+
+Each scenario runs on an event loop of its own (async_to_sync); the test's
+thread serves the database calls of the consumer and of the scenario, so the
+database needs `transaction=True`.
+"""
+
+import asyncio
+import contextlib
+import json
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import dramatiq
+import pytest
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.db import transaction
+from django.test import Client
+from django.utils import timezone
+from knox.models import AuthToken
+
+import notify.tasks  # noqa: F401  declares the queues the services enqueue on
+from core import services as core_services
+from orders import services as order_services
+from realtime import consumers, events, services
+from realtime.models import Event
+from realtime.publish import serve_on_this_loop
+from realtime.routing import websocket_app
+from tests.factories import PASSWORD, UserFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+APP = serve_on_this_loop(websocket_app)
+URL = "/ws/events/"
+TIMEOUT = 3
+
+
+@pytest.fixture(autouse=True)
+def _empty_queues():
+    # Committed notifications are enqueued; the broker may be Redis.
+    broker = dramatiq.get_broker()
+    broker.flush_all()
+    yield
+    broker.flush_all()
+
+
+# ---- credentials ----------------------------------------------------------------------
+
+
+def token_header(user):
+    _, key = core_services.auth_token_create(username=user.username, password=PASSWORD)
+    return [(b"authorization", f"Token {key}".encode())]
+
+
+def session_cookie(user):
+    client = Client()
+    client.force_login(user)
+    name = settings.SESSION_COOKIE_NAME
+    return [(b"cookie", f"{name}={client.cookies[name].value}".encode())]
+
+
+# ---- running a scenario -----------------------------------------------------------------
+
+
+async def _nothing(scope, receive, send):
+    pass
+
+
+class Sockets:
+    """Opens sockets for a scenario and closes them all at its end."""
+
+    def __init__(self):
+        self.opened = []
+
+    async def open(self, headers=(), query="", accepted=True):
+        socket = WebsocketCommunicator(APP, URL + (f"?{query}" if query else ""), headers=list(headers))
+        self.opened.append(socket)
+        connected, _ = await socket.connect(timeout=TIMEOUT)
+        assert connected is accepted
+        return socket
+
+    async def close_all(self):
+        for socket in self.opened:
+            await socket.disconnect()
+
+
+def run(scenario):
+    """Run `scenario(sockets)` on a fresh event loop that events publish on,
+    even those committed before the first socket opens."""
+
+    async def main():
+        await serve_on_this_loop(_nothing)({"type": "websocket"}, None, None)
+        sockets = Sockets()
+        try:
+            await scenario(sockets)
+        except BaseException:
+            with contextlib.suppress(Exception, asyncio.CancelledError):  # the first failure tells
+                await sockets.close_all()
+            raise
+        await sockets.close_all()
+
+    async_to_sync(main)()
+
+
+db = database_sync_to_async
+
+
+async def receive(socket, n=1):
+    return [await socket.receive_json_from(timeout=TIMEOUT) for _ in range(n)]
+
+
+async def drain(socket, quiet=0.4):
+    """Everything the socket sends until it has been quiet for `quiet` seconds."""
+    messages = []
+    while not await socket.receive_nothing(timeout=quiet):
+        messages.append(await socket.receive_json_from(timeout=TIMEOUT))
+    return messages
+
+
+async def closed_with(socket):
+    message = await socket.receive_output(timeout=TIMEOUT)
+    assert message["type"] == "websocket.close", message
+    return message.get("code")
+
+
+@db
+def visible(user, after=0, **filters):
+    """The envelopes after `after` that `user` may see, as the log holds them."""
+    found = Event.objects.filter(id__gt=after, **filters).order_by("id")
+    if not user.is_staff:
+        found = found.filter(audience=user)
+    return [event.envelope() for event in found]
+
+
+@db
+def last_event_id():
+    return Event.objects.order_by("id").values_list("id", flat=True).last() or 0
+
+
+def place_order(user):
+    return db(order_services.order_create)(by=user, total_amount=Decimal("20.00"))
+
+
+def change_status(order, status, by):
+    return db(order_services.order_change_status)(order=order, status=status, by=by)
+
+
+def assert_strictly_increasing_ids(messages):
+    ids = [m["id"] for m in messages]
+    assert ids == sorted(set(ids)), ids
+
+
+# ---- who may connect -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["token", "ticket", "session"])
+def test_token_ticket_and_session_are_accepted(user, method):
+    headers, query = [], ""
+    if method == "token":
+        headers = token_header(user)
+    elif method == "ticket":
+        query = f"ticket={services.ticket_issue(user=user)}"
+    else:
+        headers = session_cookie(user)
+
+    async def scenario(sockets):
+        socket = await sockets.open(headers, query)
+        order = await place_order(user)
+        # It is this user's socket: their events reach it.
+        (created,) = await receive(socket)
+        assert (created["type"], created["data"]["order_id"]) == (events.ORDER_CREATED, order.pk)
+        assert await drain(socket) == (await visible(user))[1:]
+
+    run(scenario)
+
+
+def test_a_ticket_opens_one_socket_only(user):
+    ticket = services.ticket_issue(user=user)
+
+    async def scenario(sockets):
+        await sockets.open(query=f"ticket={ticket}")
+        await sockets.open(query=f"ticket={ticket}", accepted=False)
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    ["none", "bad token", "empty token", "bearer", "token in the url", "unknown ticket", "bad token beside a session"],
+)
+def test_sockets_without_good_credentials_are_refused(user, credentials):
+    headers, query = [], ""
+    if credentials == "bad token":
+        headers = [(b"authorization", b"Token not-a-real-token")]
+    elif credentials == "empty token":
+        headers = [(b"authorization", b"Token ")]
+    elif credentials == "bearer":
+        key = token_header(user)[0][1].split(b" ", 1)[1]
+        headers = [(b"authorization", b"Bearer " + key)]
+    elif credentials == "token in the url":
+        key = token_header(user)[0][1].split(b" ", 1)[1].decode()
+        query = f"token={key}"  # would end up in logs: never read
+    elif credentials == "unknown ticket":
+        query = "ticket=not-a-ticket"
+    elif credentials == "bad token beside a session":
+        # A bad credential is not passed over for the next one.
+        headers = [(b"authorization", b"Token not-a-real-token"), *session_cookie(user)]
+
+    async def scenario(sockets):
+        await sockets.open(headers, query, accepted=False)
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("method", ["token", "ticket", "session"])
+def test_an_inactive_user_is_refused(user, method):
+    headers, query = [], ""
+    if method == "token":
+        headers = token_header(user)
+    elif method == "ticket":
+        query = f"ticket={services.ticket_issue(user=user)}"
+    else:
+        headers = session_cookie(user)
+    user.is_active = False
+    user.save()
+
+    async def scenario(sockets):
+        await sockets.open(headers, query, accepted=False)
+
+    run(scenario)
+
+
+def test_a_revoked_token_is_refused(user):
+    headers = token_header(user)
+    AuthToken.objects.filter(user=user).delete()
+
+    async def scenario(sockets):
+        await sockets.open(headers, accepted=False)
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(
+    ("origin", "host", "accepted"),
+    [
+        (None, b"localhost:8000", True),
+        (b"http://localhost:8000", b"localhost:8000", True),
+        (b"https://hub.example.com", b"hub.example.com", True),
+        (b"https://evil.example", b"localhost:8000", False),
+        (b"http://localhost:8001", b"localhost:8000", False),
+        (b"null", b"localhost:8000", False),
+    ],
+)
+@pytest.mark.parametrize("method", ["token", "session"])
+def test_only_pages_of_this_host_may_open_a_socket(user, origin, host, accepted, method):
+    headers = [(b"host", host), *(token_header(user) if method == "token" else session_cookie(user))]
+    if origin is not None:
+        headers.append((b"origin", origin))
+
+    async def scenario(sockets):
+        await sockets.open(headers, accepted=accepted)
+
+    run(scenario)
+
+
+def test_a_trusted_origin_may_open_a_socket(user, settings):
+    settings.CSRF_TRUSTED_ORIGINS = ["https://app.example.com"]
+    headers = [(b"host", b"api.example.com"), *session_cookie(user)]
+
+    async def scenario(sockets):
+        await sockets.open([*headers, (b"origin", b"https://app.example.com")])
+        await sockets.open([*headers, (b"origin", b"https://other.example.com")], accepted=False)
+
+    run(scenario)
+
+
+def test_a_refused_origin_does_not_use_up_the_ticket(user):
+    ticket = services.ticket_issue(user=user)
+    foreign = [(b"host", b"localhost"), (b"origin", b"https://evil.example")]
+
+    async def scenario(sockets):
+        await sockets.open(foreign, query=f"ticket={ticket}", accepted=False)
+        await sockets.open(query=f"ticket={ticket}")
+
+    run(scenario)
+
+
+# ---- live events -----------------------------------------------------------------------
+
+
+def test_owner_and_staff_get_an_orders_events_live_and_no_one_else(user, other_user, staff):
+    credentials = [token_header(user), token_header(staff), token_header(other_user)]
+
+    async def scenario(sockets):
+        owner, staff_socket, other = [await sockets.open(headers) for headers in credentials]
+
+        order = await place_order(user)
+        mine = await drain(owner)
+        assert [m["type"] for m in mine] == [
+            events.ORDER_CREATED,
+            events.NOTIFICATION_CREATED,
+            events.NOTIFICATION_CREATED,
+        ]
+        first = mine[0]
+        assert set(first) == {"id", "type", "ts", "data"}
+        assert first["data"]["order_id"] == order.pk and first["data"]["status"] == "pending"
+        datetime.fromisoformat(first["ts"])
+        assert mine == await visible(user)
+        assert await drain(staff_socket) == mine
+
+        await change_status(order, "confirmed", staff)
+        await db(order_services.order_delete)(order=order, by=staff)
+        later = await drain(owner)
+        assert [m["type"] for m in later] == [
+            events.ORDER_STATUS_CHANGED,
+            events.NOTIFICATION_CREATED,
+            events.NOTIFICATION_CREATED,
+            events.ORDER_DELETED,
+        ]
+        assert later[0]["data"]["old_status"] == "pending" and later[0]["data"]["new_status"] == "confirmed"
+        assert later[-1]["data"] == {"order_id": order.pk, "order_number": order.order_number}
+        assert later == await visible(user, after=mine[-1]["id"])
+        assert await drain(staff_socket) == later
+
+        assert await drain(other, quiet=0.2) == []
+
+    run(scenario)
+
+
+def test_staff_get_everyones_events(staff):
+    buyers = [UserFactory(), UserFactory()]
+    headers = token_header(staff)
+
+    async def scenario(sockets):
+        socket = await sockets.open(headers)
+        for buyer in buyers:
+            await place_order(buyer)
+        received = await drain(socket)
+        assert received == await visible(staff)
+        assert len([m for m in received if m["type"] == events.ORDER_CREATED]) == 2
+
+    run(scenario)
+
+
+# ---- client messages -------------------------------------------------------------------
+
+
+def test_ping_gets_pong(user):
+    headers = token_header(user)
+
+    async def scenario(sockets):
+        socket = await sockets.open(headers)
+        await socket.send_json_to({"action": "ping"})
+        (pong,) = await receive(socket)
+        assert pong["type"] == "pong"
+        datetime.fromisoformat(pong["ts"])
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ('{"action": "dance"}', "unknown_action"),
+        ("{}", "unknown_action"),
+        ('{"action": null}', "unknown_action"),
+        ("hello", "bad_message"),
+        ('["ping"]', "bad_message"),
+        ('"ping"', "bad_message"),
+        ("{bad json", "bad_message"),
+    ],
+)
+def test_a_message_the_server_cannot_act_on_gets_an_error_and_the_socket_stays(user, text, code):
+    headers = token_header(user)
+
+    async def scenario(sockets):
+        socket = await sockets.open(headers)
+        await socket.send_to(text_data=text)
+        (error,) = await receive(socket)
+        assert error["type"] == "error"
+        assert error["error"]["code"] == code and error["error"]["message"]
+        await socket.send_json_to({"action": "ping"})
+        assert (await receive(socket))[0]["type"] == "pong"
+
+    run(scenario)
+
+
+def test_subscribe_narrows_by_type(user, staff):
+    headers = token_header(user)
+
+    async def scenario(sockets):
+        socket = await sockets.open(headers)
+        await socket.send_json_to({"action": "subscribe", "types": [events.ORDER_STATUS_CHANGED]})
+        assert await receive(socket) == [{"type": "subscribed", "types": [events.ORDER_STATUS_CHANGED], "order": None}]
+
+        order = await place_order(user)
+        await change_status(order, "confirmed", staff)
+        received = await drain(socket)
+        assert received == await visible(user, type=events.ORDER_STATUS_CHANGED)
+        assert len(received) == 1
+
+        # An empty subscription takes the narrowing away.
+        await socket.send_json_to({"action": "subscribe"})
+        assert await receive(socket) == [{"type": "subscribed", "types": None, "order": None}]
+        after = await last_event_id()
+        await change_status(order, "shipped", staff)
+        received = await drain(socket)
+        assert received == await visible(user, after=after)
+        assert {m["type"] for m in received} == {events.ORDER_STATUS_CHANGED, events.NOTIFICATION_CREATED}
+
+    run(scenario)
+
+
+def test_subscribe_narrows_by_order(user, staff):
+    headers = token_header(user)
+
+    async def scenario(sockets):
+        socket = await sockets.open(headers)
+        one, two = await place_order(user), await place_order(user)
+        await drain(socket)
+        after = await last_event_id()
+
+        await socket.send_json_to({"action": "subscribe", "order": two.pk})
+        assert await receive(socket) == [{"type": "subscribed", "types": None, "order": two.pk}]
+        await change_status(one, "confirmed", staff)
+        await change_status(two, "confirmed", staff)
+        received = await drain(socket)
+        assert received == await visible(user, after=after, data__order_id=two.pk)
+        assert len(received) == 3  # the status change and its two notifications
+
+        await socket.send_json_to(
+            {"action": "subscribe", "order": one.pk, "types": [events.ORDER_STATUS_CHANGED, events.ORDER_DELETED]}
+        )
+        await receive(socket)
+        await change_status(two, "shipped", staff)
+        await change_status(one, "shipped", staff)
+        (only,) = await drain(socket)
+        assert (only["type"], only["data"]["order_id"]) == (events.ORDER_STATUS_CHANGED, one.pk)
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(
+    "subscription",
+    [
+        {"types": "order.created"},
+        {"types": []},
+        {"types": ["order.created", "order.exploded"]},
+        {"types": [1]},
+        {"order": "5"},
+        {"order": 0},
+        {"order": -3},
+        {"order": 1.5},
+        {"order": True},
+    ],
+)
+def test_a_bad_subscription_gets_an_error_and_changes_nothing(user, subscription):
+    headers = token_header(user)
+
+    async def scenario(sockets):
+        socket = await sockets.open(headers)
+        await socket.send_json_to({"action": "subscribe", "types": [events.ORDER_CREATED]})
+        await receive(socket)
+
+        await socket.send_json_to({"action": "subscribe", **subscription})
+        (error,) = await receive(socket)
+        assert (error["type"], error["error"]["code"]) == ("error", "bad_subscription")
+
+        await place_order(user)  # the earlier subscription still holds
+        assert [m["type"] for m in await drain(socket)] == [events.ORDER_CREATED]
+
+    run(scenario)
+
+
+# Daphne lets an application close with 1000 or 3000-4999 only (1009 and 1003
+# would reach the client as 1011): the consumer's codes must be of those.
+def _sendable_close_code(code):
+    return code == 1000 or 3000 <= code <= 4999
+
+
+def test_close_codes_are_distinct_and_sendable():
+    codes = [consumers.CLOSE_TOO_BIG, consumers.CLOSE_UNSUPPORTED, consumers.CLOSE_RATE_LIMITED]
+    assert len(set(codes)) == 3
+    assert all(_sendable_close_code(code) for code in codes), codes
+    assert codes == [4009, 4003, 4429]  # docs/realtime.md, "Limits and close codes"
+
+
+def test_a_message_over_4096_bytes_closes_the_socket(user):
+    headers = token_header(user)
+    at_limit = json.dumps({"action": "ping", "pad": ""})
+    at_limit = json.dumps({"action": "ping", "pad": "x" * (4096 - len(at_limit))})
+    assert len(at_limit.encode()) == 4096
+    # Fewer than 4096 characters, more than 4096 bytes.
+    over = json.dumps({"action": "ping", "pad": "é" * 2100}, ensure_ascii=False)
+    assert len(over) < 4096 < len(over.encode())
+
+    async def scenario(sockets):
+        socket = await sockets.open(headers)
+        await socket.send_to(text_data=at_limit)
+        assert (await receive(socket))[0]["type"] == "pong"
+
+        await socket.send_to(text_data=over)
+        (error,) = await receive(socket)
+        assert error["error"]["code"] == "bad_message"
+        assert await closed_with(socket) == consumers.CLOSE_TOO_BIG
+
+    run(scenario)
+
+
+def test_a_binary_message_closes_the_socket(user):
+    headers = token_header(user)
+
+    async def scenario(sockets):
+        socket = await sockets.open(headers)
+        await socket.send_to(bytes_data=b'{"action": "ping"}')
+        (error,) = await receive(socket)
+        assert error["error"]["code"] == "bad_message"
+        assert await closed_with(socket) == consumers.CLOSE_UNSUPPORTED
+
+    run(scenario)
+
+
+def test_more_messages_than_the_rate_limit_close_the_socket_with_4429(user):
+    headers = token_header(user)
+
+    async def scenario(sockets):
+        socket = await sockets.open(headers)
+        for _ in range(consumers.RATE_BURST + 1):
+            await socket.send_json_to({"action": "ping"})
+        pongs = await receive(socket, consumers.RATE_BURST)
+        assert {m["type"] for m in pongs} == {"pong"}
+        (error,) = await receive(socket)
+        assert (error["type"], error["error"]["code"]) == ("error", "rate_limited")
+        assert await closed_with(socket) == 4429
+
+    run(scenario)
+
+
+def test_the_rate_limit_refills_over_time(user):
+    headers = token_header(user)
+
+    async def scenario(sockets):
+        socket = await sockets.open(headers)
+        for _ in range(consumers.RATE_BURST):
+            await socket.send_json_to({"action": "ping"})
+        await receive(socket, consumers.RATE_BURST)
+        await asyncio.sleep(1.5 / consumers.RATE_PER_SECOND)  # one and a half messages' worth
+        await socket.send_json_to({"action": "ping"})
+        assert (await receive(socket))[0]["type"] == "pong"
+        await socket.send_json_to({"action": "ping"})
+        assert (await receive(socket))[0]["error"]["code"] == "rate_limited"
+        assert await closed_with(socket) == 4429
+
+    run(scenario)
+
+
+# ---- resuming --------------------------------------------------------------------------
+
+
+def test_connecting_with_last_event_id_replays_what_followed_then_goes_live(user, other_user, staff):
+    user_headers, staff_headers = token_header(user), token_header(staff)
+
+    async def scenario(sockets):
+        order = await place_order(user)
+        seen = (await visible(user))[0]["id"]  # the client had the order's creation
+        await place_order(other_user)  # not the user's to see
+        await change_status(order, "confirmed", staff)
+
+        socket = await sockets.open(user_headers, query=f"last_event_id={seen}")
+        staff_socket = await sockets.open(staff_headers, query=f"last_event_id={seen}")
+        replayed = await drain(socket)
+        assert replayed == await visible(user, after=seen)
+        assert len(replayed) == 5  # 2 notifications, the status change and its 2 notifications
+        assert await drain(staff_socket) == await visible(staff, after=seen)
+
+        await change_status(order, "shipped", staff)
+        received = replayed + await drain(socket)
+        assert_strictly_increasing_ids(received)
+        assert received == await visible(user, after=seen)
+        assert len(received) == 8
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("when", ["before the first read", "after the last read"])
+def test_events_committed_during_the_replay_arrive_once(user, staff, monkeypatch, when):
+    """Before the first read the replay has the change and its live copies
+    are dropped; after the last read only the layer has it."""
+    headers = token_header(user)
+    real_events_after = consumers.events_after
+    order, committed = [], []
+
+    def change_the_order():
+        committed.append(order_services.order_change_status(order=order[0], status="confirmed", by=staff))
+
+    def events_after_while_the_order_changes(**kwargs):
+        if when == "before the first read" and not committed:
+            change_the_order()
+        found = real_events_after(**kwargs)
+        if when == "after the last read" and not found and not committed:
+            change_the_order()
+        return found
+
+    monkeypatch.setattr(consumers, "events_after", events_after_while_the_order_changes)
+
+    async def scenario(sockets):
+        order.append(await place_order(user))
+        seen = (await visible(user))[0]["id"]  # the client had the order's creation
+
+        socket = await sockets.open(headers, query=f"last_event_id={seen}")
+        received = await drain(socket)
+        assert committed
+        assert_strictly_increasing_ids(received)
+        assert [m["type"] for m in received] == [
+            events.NOTIFICATION_CREATED,
+            events.NOTIFICATION_CREATED,
+            events.ORDER_STATUS_CHANGED,
+            events.NOTIFICATION_CREATED,
+            events.NOTIFICATION_CREATED,
+        ]
+
+        await change_status(order[0], "shipped", staff)  # and live ones still come
+        received += await drain(socket)
+        assert_strictly_increasing_ids(received)
+        assert received == await visible(user, after=seen)
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("as_text", [False, True], ids=["number", "string of digits"])
+def test_the_resume_message_replays_what_followed_then_goes_live(user, staff, as_text):
+    headers = token_header(user)
+
+    async def scenario(sockets):
+        order = await place_order(user)
+        seen = (await visible(user))[0]["id"]
+        await change_status(order, "confirmed", staff)
+
+        socket = await sockets.open(headers)
+        assert await drain(socket, quiet=0.2) == []  # nothing replayed unasked
+
+        await socket.send_json_to({"action": "resume", "last_event_id": str(seen) if as_text else seen})
+        replayed = await drain(socket)
+        assert replayed == await visible(user, after=seen)
+        assert len(replayed) == 5
+
+        await change_status(order, "shipped", staff)
+        received = replayed + await drain(socket)
+        assert_strictly_increasing_ids(received)
+        assert received == await visible(user, after=seen)
+
+        # Resuming again from the newest id replays nothing.
+        await socket.send_json_to({"action": "resume", "last_event_id": received[-1]["id"]})
+        assert await drain(socket, quiet=0.2) == []
+
+    run(scenario)
+
+
+def test_a_resume_replays_only_what_the_subscription_wants(user, staff):
+    headers = token_header(user)
+
+    async def scenario(sockets):
+        order = await place_order(user)
+        seen = await last_event_id()
+        await change_status(order, "confirmed", staff)
+
+        socket = await sockets.open(headers)
+        await socket.send_json_to({"action": "subscribe", "types": [events.ORDER_STATUS_CHANGED]})
+        await receive(socket)
+        await socket.send_json_to({"action": "resume", "last_event_id": seen})
+        assert await drain(socket) == await visible(user, after=seen, type=events.ORDER_STATUS_CHANGED)
+
+    run(scenario)
+
+
+def test_last_event_id_0_replays_the_whole_log_and_an_empty_one_nothing(user, other_user, staff):
+    headers = token_header(user)
+
+    async def scenario(sockets):
+        order = await place_order(user)
+        await place_order(other_user)
+        await change_status(order, "confirmed", staff)
+
+        everything = await sockets.open(headers, query="last_event_id=0")
+        assert await drain(everything) == await visible(user)
+        assert len(await visible(user)) == 6
+        nothing = await sockets.open(headers, query="last_event_id=")
+        assert await drain(nothing, quiet=0.2) == []
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("how", ["query", "message"])
+def test_resuming_from_before_what_was_pruned_requires_a_resync(user, staff, settings, how):
+    settings.REALTIME_EVENT_RETENTION_DAYS = 7
+    headers = token_header(user)
+
+    @db
+    def prune_the_oldest():
+        oldest = Event.objects.order_by("id").first()
+        Event.objects.filter(pk=oldest.pk).update(created_at=timezone.now() - timedelta(days=8))
+        assert services.events_prune() == 1
+        return oldest.pk
+
+    async def scenario(sockets):
+        order = await place_order(user)
+        await change_status(order, "confirmed", staff)
+        pruned = await prune_the_oldest()
+        since = pruned - 1
+
+        if how == "query":
+            socket = await sockets.open(headers, query=f"last_event_id={since}")
+        else:
+            socket = await sockets.open(headers)
+            await socket.send_json_to({"action": "resume", "last_event_id": since})
+        (resync,) = await drain(socket)
+        assert resync["type"] == "resync_required" and resync["id"] is None
+        assert resync["data"]["last_event_id"] == since and resync["data"]["reason"]
+        datetime.fromisoformat(resync["ts"])
+
+        # From the oldest id still kept, the log has all that followed.
+        await socket.send_json_to({"action": "resume", "last_event_id": pruned})
+        assert await drain(socket) == await visible(user, after=pruned)
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "1.5", "1e3", "%205", "0x10"])
+def test_a_bad_last_event_id_in_the_query_gets_an_error(user, value):
+    headers = token_header(user)
+
+    async def scenario(sockets):
+        socket = await sockets.open(headers, query=f"last_event_id={value}")
+        (error,) = await receive(socket)
+        assert (error["type"], error["error"]["code"]) == ("error", "bad_last_event_id")
+        await socket.send_json_to({"action": "ping"})
+        assert (await receive(socket))[0]["type"] == "pong"
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("value", ["abc", -1, "-1", None, [], {}, 1.5, 2.0, True, "1.5"])
+def test_a_bad_last_event_id_in_a_resume_gets_an_error(user, value):
+    headers = token_header(user)
+
+    async def scenario(sockets):
+        socket = await sockets.open(headers)
+        await socket.send_json_to({"action": "resume", "last_event_id": value})
+        (error,) = await receive(socket)
+        assert (error["type"], error["error"]["code"]) == ("error", "bad_last_event_id")
+
+    run(scenario)
+
+
+# ---- gaps in the layer -----------------------------------------------------------------
+
+GRACE = 0.5
+
+
+@pytest.fixture
+def short_grace(monkeypatch):
+    monkeypatch.setattr(consumers, "GAP_GRACE_SECONDS", GRACE)
+
+
+@db
+def logged(n):
+    """`n` events in the log only staff may see, not published: the layer
+    messages for them are the test's to send, or to drop."""
+    return [Event.objects.create(type=events.ORDER_CREATED, data={"order_id": None}) for _ in range(n)]
+
+
+def layer_message(seq, event):
+    """What the publisher sends a group for `event`, numbered `seq`."""
+    return {
+        "type": "event.message",
+        "seq": seq,
+        "id": event.pk,
+        "event_type": event.type,
+        "order_id": event.data.get("order_id"),
+        "text": json.dumps(event.envelope()),
+    }
+
+
+async def send_to_staff(messages):
+    layer = get_channel_layer()
+    for message in messages:
+        await layer.group_send(services.STAFF_GROUP, message)
+
+
+def test_a_dropped_layer_message_asks_for_a_resync_after_the_grace_period(staff, short_grace):
+    headers = token_header(staff)
+
+    async def scenario(sockets):
+        socket = await sockets.open(headers)
+        a, b, c = await logged(3)
+        await send_to_staff([layer_message(100, a), layer_message(102, c)])  # 101 (b) never comes
+
+        assert await receive(socket) == [a.envelope()]
+        assert await socket.receive_nothing(timeout=GRACE / 2)  # c waits for b, for the grace period
+        resync, late = await receive(socket, 2)
+        assert resync["type"] == "resync_required" and resync["id"] is None
+        assert resync["data"] == {"reason": "this connection fell behind and missed events", "last_event_id": None}
+        datetime.fromisoformat(resync["ts"])
+        assert late == c.envelope()
+        assert await drain(socket, quiet=GRACE * 2) == []
+
+    run(scenario)
+
+
+def test_a_late_layer_message_fills_its_gap_in_order(staff, short_grace):
+    headers = token_header(staff)
+
+    async def scenario(sockets):
+        socket = await sockets.open(headers)
+        a, b, c, d = await logged(4)
+        await send_to_staff([layer_message(200, a), layer_message(203, d), layer_message(201, b)])
+        assert await receive(socket, 2) == [a.envelope(), b.envelope()]
+        await send_to_staff([layer_message(202, c)])
+
+        assert await receive(socket, 2) == [c.envelope(), d.envelope()]
+        assert await drain(socket, quiet=GRACE * 2) == []  # no resync
+
+    run(scenario)
+
+
+def test_a_gap_only_partly_filled_still_asks_for_a_resync(staff, short_grace):
+    headers = token_header(staff)
+
+    async def scenario(sockets):
+        socket = await sockets.open(headers)
+        a, b, c, d = await logged(4)
+        await send_to_staff([layer_message(300, a), layer_message(303, d), layer_message(301, b)])
+
+        received = await drain(socket, quiet=GRACE * 2)
+        assert [m["type"] for m in received] == [events.ORDER_CREATED] * 2 + ["resync_required", events.ORDER_CREATED]
+        assert [m["id"] for m in received] == [a.pk, b.pk, None, d.pk]
+
+    run(scenario)
+
+
+def test_a_number_with_no_event_behind_it_is_no_loss(staff, short_grace):
+    """A transaction that rolled back after numbering its messages leaves a
+    hole in the numbers but none in the log: no resync."""
+    headers = token_header(staff)
+
+    async def scenario(sockets):
+        socket = await sockets.open(headers)
+        a, b = await logged(2)
+        await send_to_staff([layer_message(400, a), layer_message(402, b)])
+
+        assert await receive(socket) == [a.envelope()]
+        assert await drain(socket, quiet=GRACE * 2) == [b.envelope()]
+
+    run(scenario)
+
+
+def test_a_rolled_back_order_costs_the_sockets_no_resync(user, staff, short_grace):
+    user_headers, staff_headers = token_header(user), token_header(staff)
+
+    @db
+    def place_an_order_that_rolls_back():
+        with contextlib.suppress(RuntimeError), transaction.atomic():
+            order_services.order_create(by=user, total_amount=Decimal("1.00"))
+            raise RuntimeError
+
+    async def scenario(sockets):
+        socket, staff_socket = await sockets.open(user_headers), await sockets.open(staff_headers)
+        await place_order(user)
+        before = await last_event_id()
+        await place_an_order_that_rolls_back()
+        await place_order(user)
+
+        for who, listening in ((user, socket), (staff, staff_socket)):
+            received = await drain(listening, quiet=GRACE * 2)
+            assert "resync_required" not in [m["type"] for m in received]
+            assert received == await visible(who)
+            assert received[-1]["id"] > before
+
+    run(scenario)
+
+
+def test_published_events_carry_consecutive_seqs(user, staff, short_grace):
+    """The real publisher never leaves a gap: no resync however many events pass."""
+    headers = token_header(user)
+
+    async def scenario(sockets):
+        socket = await sockets.open(headers)
+        for _ in range(3):
+            await place_order(user)
+        received = await drain(socket, quiet=GRACE * 2)
+        assert received == await visible(user)
+        assert "resync_required" not in {m["type"] for m in received}
+
+    run(scenario)
+
+
+# ---- heartbeats ------------------------------------------------------------------------
+
+
+def test_an_idle_socket_gets_heartbeats(user, settings):
+    settings.REALTIME_HEARTBEAT_SECONDS = 0.2
+    headers = token_header(user)
+
+    async def scenario(sockets):
+        socket = await sockets.open(headers)
+        beats = await receive(socket, 2)
+        assert [b["type"] for b in beats] == ["heartbeat", "heartbeat"]
+        assert set(beats[0]) == {"type", "ts"}
+        assert datetime.fromisoformat(beats[0]["ts"]) <= datetime.fromisoformat(beats[1]["ts"])
+
+    run(scenario)
+
+
+def test_no_heartbeat_before_its_time(user, settings):
+    settings.REALTIME_HEARTBEAT_SECONDS = 5
+    headers = token_header(user)
+
+    async def scenario(sockets):
+        socket = await sockets.open(headers)
+        assert await socket.receive_nothing(timeout=0.5)
+
+    run(scenario)
