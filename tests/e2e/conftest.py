@@ -3,6 +3,7 @@ Dramatiq worker and the sweeper, started against the test database and
 spoken to over HTTP on loopback."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 from django.db import connection
 
 from tests.conftest import TELEGRAM_TEST_TOKEN, service_unavailable
+from tests.factories import PASSWORD
 from tests.fakes import FakeTelegram, SmtpSink, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,6 +41,18 @@ def wait_until(predicate, timeout=30.0, interval=0.1, what="condition"):
             return result
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def token_for(url, user):
+    """Sign `user` in over the API (password PASSWORD); returns the token."""
+    r = httpx.post(f"{url}/api/v1/auth/token/", json={"username": user.username, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    return r.json()["token"]
+
+
+def api_client(url, token):
+    """An HTTP client for the API at `url`, sending `token`."""
+    return httpx.Client(base_url=f"{url}/api/v1", headers={"Authorization": f"Token {token}"}, timeout=10)
 
 
 class Processes:
@@ -212,3 +226,44 @@ def services_hub(transactional_db, tmp_path, redis_url, settings, request):
 @pytest.fixture(autouse=True)
 def _fast_password_hashing():
     """Users made here sign in to the server processes, which only know the real hashers."""
+
+
+# Debian's Chromium as the machine's probe starts it: no background traffic to
+# hosts a closed network refuses.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Chromium (Debian's package, `apt-get install chromium`) driven by Playwright.
+
+    Playwright's synchronous API keeps its event loop marked running in this
+    thread, which Django takes for an async context; the module's ORM calls
+    are synchronous all the same, so Django is told to allow them meanwhile.
+    """
+    path = os.environ.get("HUB_CHROMIUM") or shutil.which("chromium")
+    if not path:
+        service_unavailable("Chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    allowed = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+            yield browser
+            browser.close()
+    finally:
+        if allowed is None:
+            del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = allowed

@@ -5,13 +5,12 @@ stand-in on loopback."""
 import signal
 from datetime import timedelta
 
-import httpx
 import pytest
 from django.utils import timezone
 
 from notify.models import Notification, NotificationStatus
 from tests.conftest import TELEGRAM_TEST_TOKEN
-from tests.e2e.conftest import wait_until
+from tests.e2e.conftest import api_client, token_for, wait_until
 from tests.factories import PASSWORD, StaffFactory, UserFactory
 from tests.helpers import SEED_ORDER
 
@@ -20,11 +19,7 @@ FINAL = {NotificationStatus.SENT, NotificationStatus.FAILED, NotificationStatus.
 
 
 def _api(hub, user):
-    r = httpx.post(f"{hub.url}/api/v1/auth/token/", json={"username": user.username, "password": PASSWORD})
-    assert r.status_code == 200, r.text
-    return httpx.Client(
-        base_url=f"{hub.url}/api/v1", headers={"Authorization": f"Token {r.json()['token']}"}, timeout=10
-    )
+    return api_client(hub.url, token_for(hub.url, user))
 
 
 def _all_final(count):

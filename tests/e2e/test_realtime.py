@@ -14,7 +14,7 @@ from websockets.sync.client import connect
 
 from notify.models import Notification, NotificationStatus
 from realtime.models import Event
-from tests.e2e.conftest import wait_until
+from tests.e2e.conftest import api_client, token_for, wait_until
 from tests.factories import PASSWORD, StaffFactory, UserFactory
 from tests.fakes import free_port
 from tests.helpers import SEED_ORDER, SEED_SEND
@@ -28,16 +28,6 @@ WORKER_TIMEOUT = 30  # one that waits for the worker to deliver a notification
 IDLE_SECONDS = 6
 FINAL = {NotificationStatus.SENT, NotificationStatus.FAILED, NotificationStatus.SKIPPED}
 ENVELOPE_KEYS = {"id", "type", "ts", "data"}
-
-
-def _token(url, user):
-    r = httpx.post(f"{url}/api/v1/auth/token/", json={"username": user.username, "password": PASSWORD})
-    assert r.status_code == 200, r.text
-    return r.json()["token"]
-
-
-def _api(url, token):
-    return httpx.Client(base_url=f"{url}/api/v1", headers={"Authorization": f"Token {token}"}, timeout=10)
 
 
 def _ws_url(url, **query):
@@ -173,13 +163,13 @@ def test_order_events_reach_the_owner_and_staff_and_nobody_else(services_hub, op
     url = services_hub.url
     owner, other = UserFactory(password=PASSWORD), UserFactory(password=PASSWORD)
     staff = StaffFactory(password=PASSWORD)
-    owner_key, other_key, staff_key = _token(url, owner), _token(url, other), _token(url, staff)
+    owner_key, other_key, staff_key = token_for(url, owner), token_for(url, other), token_for(url, staff)
     owner_ws, other_ws, staff_ws = open_stream(url, owner_key), open_stream(url, other_key), open_stream(url, staff_key)
 
-    r = _api(url, owner_key).post("/orders/", json=SEED_ORDER)
+    r = api_client(url, owner_key).post("/orders/", json=SEED_ORDER)
     assert r.status_code == 201, r.text
     order_id = r.json()["id"]
-    r = _api(url, staff_key).put(f"/orders/{order_id}/status/", json={"status": "confirmed"})
+    r = api_client(url, staff_key).put(f"/orders/{order_id}/status/", json={"status": "confirmed"})
     assert r.status_code == 200, r.text
 
     for ws in (owner_ws, staff_ws):
@@ -201,7 +191,7 @@ def test_order_events_reach_the_owner_and_staff_and_nobody_else(services_hub, op
 
     # The other user places an order of their own, after all of the above
     # was delivered: its event comes to them, with nothing before it.
-    r = _api(url, other_key).post("/orders/", json={**SEED_ORDER, "order_number": "ORD-002"})
+    r = api_client(url, other_key).post("/orders/", json={**SEED_ORDER, "order_number": "ORD-002"})
     assert r.status_code == 201, r.text
     other_order = r.json()["id"]
     other_ws.wait_for(lambda seen: any(e["type"] == "order.created" for e in seen), what="their own order")
@@ -214,7 +204,7 @@ def test_order_events_reach_the_owner_and_staff_and_nobody_else(services_hub, op
 
 def test_the_handshake_needs_credentials_and_no_foreign_origin(services_hub, open_stream):
     url = services_hub.url
-    key = _token(url, UserFactory(password=PASSWORD))
+    key = token_for(url, UserFactory(password=PASSWORD))
 
     assert _refused(url) == 403
     assert _refused(url, "not-a-real-token") == 403
@@ -226,13 +216,13 @@ def test_the_handshake_needs_credentials_and_no_foreign_origin(services_hub, ope
 
 def test_an_idle_socket_stays_open(services_hub, open_stream):
     url = services_hub.url
-    key = _token(url, UserFactory(password=PASSWORD))
+    key = token_for(url, UserFactory(password=PASSWORD))
     ws = open_stream(url, key)
 
     with pytest.raises(TimeoutError):  # not ConnectionClosed
         ws.ws.recv(timeout=IDLE_SECONDS)
     assert ws.sync() == []
-    r = _api(url, key).post("/orders/", json=SEED_ORDER)
+    r = api_client(url, key).post("/orders/", json=SEED_ORDER)
     assert r.status_code == 201, r.text
     assert ws.take(1)[0]["type"] == "order.created"
 
@@ -240,9 +230,9 @@ def test_an_idle_socket_stays_open(services_hub, open_stream):
 def test_a_ticket_opens_one_socket(services_hub, open_stream):
     url = services_hub.url
     user = UserFactory(password=PASSWORD)
-    key = _token(url, user)
+    key = token_for(url, user)
     assert httpx.post(f"{url}/api/v1/realtime/ticket/").status_code in (401, 403)
-    r = _api(url, key).post("/realtime/ticket/")
+    r = api_client(url, key).post("/realtime/ticket/")
     assert r.status_code == 201, r.text
     ticket = r.json()["ticket"]
     assert r.json()["expires_in"] > 0
@@ -253,7 +243,7 @@ def test_a_ticket_opens_one_socket(services_hub, open_stream):
     assert _refused(url, ticket="made-up") == 403
 
     # The socket is the ticket's user's: their order's events come to it.
-    r = _api(url, key).post("/orders/", json=SEED_ORDER)
+    r = api_client(url, key).post("/orders/", json=SEED_ORDER)
     assert r.status_code == 201, r.text
     (event,) = ws.take(1)
     assert (event["type"], event["data"]["order_id"]) == ("order.created", r.json()["id"])
@@ -262,8 +252,8 @@ def test_a_ticket_opens_one_socket(services_hub, open_stream):
 def test_resume_replays_exactly_the_missed_events_then_goes_live(services_hub, open_stream):
     url = services_hub.url
     owner, staff = UserFactory(password=PASSWORD), StaffFactory(password=PASSWORD)
-    owner_key, staff_key = _token(url, owner), _token(url, staff)
-    owner_api, staff_api = _api(url, owner_key), _api(url, staff_key)
+    owner_key, staff_key = token_for(url, owner), token_for(url, staff)
+    owner_api, staff_api = api_client(url, owner_key), api_client(url, staff_key)
 
     first = open_stream(url, owner_key)
     r = owner_api.post("/orders/", json=SEED_ORDER)
@@ -317,13 +307,13 @@ def test_a_resume_during_a_burst_of_writes_loses_and_repeats_nothing(services_hu
     once: replayed or live, never both, never neither."""
     url = services_hub.url
     user = UserFactory(password=PASSWORD)
-    key = _token(url, user)
-    assert _api(url, key).post("/notifications/send/", json=SEED_SEND).status_code == 202
+    key = token_for(url, user)
+    assert api_client(url, key).post("/notifications/send/", json=SEED_SEND).status_code == 202
     last_event_id = Event.objects.latest("id").id
     count, answers = 15, []
 
     def burst():
-        with _api(url, key) as api:
+        with api_client(url, key) as api:
             for i in range(count):
                 answers.append(api.post("/notifications/send/", json={**SEED_SEND, "title": f"N{i}"}).status_code)
 
@@ -348,10 +338,10 @@ def test_a_resume_during_a_burst_of_writes_loses_and_repeats_nothing(services_hu
 def test_a_sent_notification_reaches_its_sender_live(services_hub, open_stream):
     url = services_hub.url
     user = UserFactory(password=PASSWORD)
-    key = _token(url, user)
+    key = token_for(url, user)
     ws = open_stream(url, key)
 
-    r = _api(url, key).post("/notifications/send/", json=SEED_SEND)
+    r = api_client(url, key).post("/notifications/send/", json=SEED_SEND)
     assert r.status_code == 202, r.text
     notification_id = r.json()["id"]
 
@@ -369,18 +359,18 @@ def test_a_socket_on_one_web_process_gets_events_from_the_other_and_the_worker(s
     url_a = services_hub.url
     url_b = services_hub.start_web("web_b", free_port())
     owner, staff = UserFactory(password=PASSWORD), StaffFactory(password=PASSWORD)
-    owner_key, staff_key = _token(url_b, owner), _token(url_b, staff)
+    owner_key, staff_key = token_for(url_b, owner), token_for(url_b, staff)
     on_a, staff_on_b = open_stream(url_a, owner_key), open_stream(url_b, staff_key)
 
     # Writes served by B; the owner's socket is on A.
-    r = _api(url_b, owner_key).post("/orders/", json=SEED_ORDER)
+    r = api_client(url_b, owner_key).post("/orders/", json=SEED_ORDER)
     assert r.status_code == 201, r.text
     order_id = r.json()["id"]
     on_a.wait_for(lambda seen: any(e["type"] == "order.created" for e in seen), what="order.created from B")
-    r = _api(url_b, staff_key).put(f"/orders/{order_id}/status/", json={"status": "confirmed"})
+    r = api_client(url_b, staff_key).put(f"/orders/{order_id}/status/", json={"status": "confirmed"})
     assert r.status_code == 200, r.text
     on_a.wait_for(lambda seen: any(e["type"] == "order.status_changed" for e in seen), what="the change from B")
-    r = _api(url_b, owner_key).post("/notifications/send/", json=SEED_SEND)
+    r = api_client(url_b, owner_key).post("/notifications/send/", json=SEED_SEND)
     assert r.status_code == 202, r.text
     notification_id = r.json()["id"]
 
@@ -392,7 +382,7 @@ def test_a_socket_on_one_web_process_gets_events_from_the_other_and_the_worker(s
     assert sorted(_ids(on_a.seen)) == [pk for pk, _ in _log(owner)]
 
     # And the other way round: a write served by A reaches a socket on B.
-    r = _api(url_a, staff_key).put(f"/orders/{order_id}/status/", json={"status": "processing"})
+    r = api_client(url_a, staff_key).put(f"/orders/{order_id}/status/", json={"status": "processing"})
     assert r.status_code == 200, r.text
     staff_on_b.wait_for(
         lambda seen: any(e["data"].get("new_status") == "processing" for e in seen), what="the change from A"

@@ -1,0 +1,236 @@
+"""The browser dashboard at `/`, driven in Debian's Chromium by Playwright
+against the hub's own processes (embedded, or services mode in CI)."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from knox.models import AuthToken
+from playwright.sync_api import expect
+
+from notify.models import Notification, NotificationStatus
+from orders.models import Order
+from tests.e2e.conftest import api_client, token_for, wait_until
+from tests.factories import PASSWORD, StaffFactory, UserFactory
+from tests.fakes import free_port
+from tests.helpers import SEED_ORDER
+
+pytestmark = pytest.mark.e2e
+
+LIVE_TIMEOUT_MS = 15_000  # an event, or a notification the worker delivers
+RECONNECT_TIMEOUT_MS = 30_000  # the page's backoff tops out at about 10 s
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "dashboard.png"
+
+
+@pytest.fixture
+def browser_page(chromium):
+    """page(width=1280) -> a new page in a context of its own (its own storage)."""
+    contexts = []
+
+    def open_page(width=1280, height=800):
+        context = chromium.new_context(viewport={"width": width, "height": height})
+        contexts.append(context)
+        return context.new_page()
+
+    expect.set_options(timeout=LIVE_TIMEOUT_MS)
+    yield open_page
+    for context in contexts:
+        context.close()
+
+
+def _sign_in(page, url, user):
+    page.goto(f"{url}/")
+    page.fill("#signin input[name=username]", user.username)
+    page.fill("#signin input[name=password]", PASSWORD)
+    page.click("#signin [type=submit]")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
+    expect(page.locator("#whoami")).to_contain_text(user.username)
+
+
+def _customer_api(url, user):
+    """`user`'s API client, after creating the customer their email makes theirs."""
+    api = api_client(url, token_for(url, user))
+    r = api.post("/customers/", json={"name": user.get_full_name() or user.username, "email": user.email})
+    assert r.status_code == 201, r.text
+    return api
+
+
+def _place_order(api, number):
+    r = api.post("/orders/", json={**SEED_ORDER, "order_number": number})
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def _order_row(page, pk):
+    return page.locator(f"table#orders tbody tr[data-order-id='{pk}']")
+
+
+def test_signing_in_by_keyboard_and_out_leaves_no_secret_behind(hub, browser_page):
+    user = UserFactory(password=PASSWORD)
+    page = browser_page()
+    page.goto(f"{hub.url}/")
+    page.focus("#signin input[name=username]")
+    page.keyboard.type(user.username)
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
+    expect(page.locator("#connection")).to_have_text("connected", ignore_case=True)
+    expect(page.locator("#signin")).to_be_hidden()
+    assert AuthToken.objects.filter(user=user).count() == 1
+
+    assert page.url == f"{hub.url}/"
+    assert page.evaluate("localStorage.length") == 0
+    assert page.context.cookies() == []  # no session cookie either: the token is all
+
+    page.click("#signout")
+    expect(page.locator("#signin")).to_be_visible()
+    expect(page.locator("#connection")).to_have_attribute("data-state", "offline")
+    wait_until(lambda: not AuthToken.objects.filter(user=user).exists(), what="the token revoked")
+    assert page.evaluate("sessionStorage.length") == 0
+
+
+def test_a_wrong_password_is_told_and_opens_nothing(hub, browser_page):
+    user = UserFactory(password=PASSWORD)
+    page = browser_page()
+    page.goto(f"{hub.url}/")
+    page.fill("#signin input[name=username]", user.username)
+    page.fill("#signin input[name=password]", "not-the-password")
+    page.click("#signin [type=submit]")
+    expect(page.locator("#signin-error")).not_to_be_empty()
+    expect(page.locator("#signin")).to_be_visible()
+    expect(page.locator("#connection")).to_have_attribute("data-state", "offline")
+
+
+def test_an_order_placed_through_the_api_appears_without_a_reload(hub, browser_page):
+    user = UserFactory(password=PASSWORD)
+    api = _customer_api(hub.url, user)
+    page = browser_page()
+    _sign_in(page, hub.url, user)
+    page.evaluate("window.loadedOnce = true")
+
+    pk = _place_order(api, "ORD-LIVE-1")
+
+    row = _order_row(page, pk)
+    expect(row.locator(".order-number")).to_have_text("ORD-LIVE-1")
+    expect(row.locator(".badge")).to_have_attribute("data-status", "pending")
+    expect(page.locator("#feed li[data-type='order.created']")).to_have_count(1)
+    assert page.evaluate("window.loadedOnce") is True  # the same page, not a reload
+    # Its notifications come live too, and reach `sent` (console mail in this hub).
+    expect(page.locator("table#notifications tbody tr .badge[data-status='sent']").first).to_be_visible()
+
+
+def test_staff_change_a_status_and_the_owner_sees_the_badge_move(hub, browser_page):
+    owner, staff = UserFactory(password=PASSWORD), StaffFactory(password=PASSWORD)
+    pk = _place_order(_customer_api(hub.url, owner), "ORD-STAFF-1")
+    owner_page, staff_page = browser_page(), browser_page()
+    _sign_in(owner_page, hub.url, owner)
+    _sign_in(staff_page, hub.url, staff)
+    expect(owner_page.locator("#order-detail select[name=status]")).to_have_count(0)  # not staff
+
+    _order_row(staff_page, pk).click()
+    expect(staff_page.locator("#order-history li")).not_to_have_count(0)
+    staff_page.select_option("#order-detail select[name=status]", "confirmed")
+    staff_page.click("#change-status")
+
+    for page in (staff_page, owner_page):
+        expect(_order_row(page, pk).locator(".badge")).to_have_attribute("data-status", "confirmed")
+    assert Order.objects.get(pk=pk).status == "confirmed"
+    expect(owner_page.locator("#feed li[data-type='order.status_changed']")).to_have_count(1)
+
+
+def test_a_notification_sent_from_the_form_reaches_sent_live(hub, browser_page):
+    user = UserFactory(password=PASSWORD)
+    page = browser_page()
+    _sign_in(page, hub.url, user)
+
+    form = page.locator("form#send-notification")
+    form.locator("select[name=recipient_type]").select_option("email")
+    form.locator("input[name=recipient]").fill("not-an-address")
+    form.locator("input[name=title]").fill("Hello")
+    form.locator("textarea[name=message]").fill("From the dashboard")
+    form.locator("[type=submit]").click()
+    expect(page.locator("#send-error")).to_contain_text("email")  # the API's 400, shown
+    expect(page.locator("table#notifications tbody tr")).to_have_count(0)
+
+    form.locator("input[name=recipient]").fill("reader@example.com")
+    form.locator("[type=submit]").click()
+    row = page.locator("table#notifications tbody tr[data-notification-id]")
+    expect(row).to_have_count(1)
+    expect(row.locator(".badge")).to_have_attribute("data-status", "sent", timeout=LIVE_TIMEOUT_MS * 2)
+    expect(page.locator("#stats [data-stat='sent']")).to_have_text("1")
+    expect(page.locator("#stats [data-stat='success_rate']")).to_contain_text("100")
+
+
+def test_the_page_reconnects_after_the_server_drops_it_and_shows_what_it_missed(hub, browser_page):
+    user = UserFactory(password=PASSWORD)
+    api = _customer_api(hub.url, user)
+    first = _place_order(api, "ORD-BEFORE")
+    page = browser_page()
+    _sign_in(page, hub.url, user)
+    expect(_order_row(page, first)).to_be_visible()
+    seen = page.evaluate("window.hub.lastEventId")
+
+    hub.stop("web")  # every socket of the page's server goes with it
+    expect(page.locator("#connection")).not_to_have_attribute("data-state", "connected")
+    # Meanwhile another web process takes writes.
+    other = hub.start_web(name="web2", port=free_port())
+    missed = _place_order(api_client(other, token_for(other, user)), "ORD-MISSED")
+    hub.stop("web2")
+    hub.start_web()
+
+    expect(page.locator("#connection")).to_have_attribute("data-state", "connected", timeout=RECONNECT_TIMEOUT_MS)
+    expect(_order_row(page, missed).locator(".order-number")).to_have_text("ORD-MISSED")
+    created = page.locator("#feed li[data-type='order.created']")
+    expect(created).to_have_count(2)  # the one before and the missed one, once each
+    assert page.evaluate("window.hub.lastEventId") > seen
+
+
+def test_a_user_sees_none_of_another_users_orders(hub, browser_page):
+    ann, bob = UserFactory(password=PASSWORD), UserFactory(password=PASSWORD)
+    ann_api, bob_api = _customer_api(hub.url, ann), _customer_api(hub.url, bob)
+    ann_first, bob_first = _place_order(ann_api, "ORD-ANN-1"), _place_order(bob_api, "ORD-BOB-1")
+    page = browser_page()
+    _sign_in(page, hub.url, ann)
+    expect(_order_row(page, ann_first)).to_be_visible()
+
+    bob_second = _place_order(bob_api, "ORD-BOB-2")
+    ann_second = _place_order(ann_api, "ORD-ANN-2")
+    expect(_order_row(page, ann_second)).to_be_visible()  # everything before it has come too
+
+    expect(page.locator("table#orders tbody tr")).to_have_count(2)
+    for pk in (bob_first, bob_second):
+        expect(_order_row(page, pk)).to_have_count(0)
+    expect(page.locator("#feed")).not_to_contain_text("ORD-BOB")
+    expect(page.locator("table#notifications")).not_to_contain_text(bob.email)
+
+
+def test_the_dashboard_fits_a_phone_and_a_desktop(hub, browser_page, tmp_path):
+    staff, user = StaffFactory(password=PASSWORD), UserFactory(password=PASSWORD)
+    api = _customer_api(hub.url, user)
+    for number in ("ORD-1001", "ORD-1002", "ORD-1003"):
+        _place_order(api, number)
+    staff_api = api_client(hub.url, token_for(hub.url, staff))
+    orders = staff_api.get("/orders/").json()["results"]
+    r = staff_api.put(f"/orders/{orders[0]['id']}/status/", json={"status": "confirmed"})
+    assert r.status_code == 200, r.text
+    wait_until(lambda: not _unsent(), what="the orders' notifications delivered")
+
+    for width in (375, 1280):
+        page = browser_page(width=width)
+        _sign_in(page, hub.url, staff)
+        expect(page.locator("table#orders tbody tr")).to_have_count(3)
+        expect(page.locator("#chart svg")).to_be_visible()
+        overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 0, f"{overflow}px wider than a {width}px screen"
+        shot = tmp_path / f"dashboard-{width}.png"
+        page.screenshot(path=shot, full_page=width > 375)
+    # `HUB_UPDATE_SCREENSHOT=1 make test` refreshes the README's picture from this run.
+    if os.environ.get("HUB_UPDATE_SCREENSHOT") == "1":
+        shutil.copyfile(tmp_path / "dashboard-1280.png", SCREENSHOT)
+
+
+def _unsent():
+    final = [NotificationStatus.SENT, NotificationStatus.FAILED, NotificationStatus.SKIPPED]
+    return Notification.objects.exclude(status__in=final).exists()
