@@ -102,7 +102,15 @@ class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
         ids = [n.pk for n in notifications]
         return Response({"count": len(ids), "ids": ids}, status=status.HTTP_202_ACCEPTED)
 
-    @swagger_auto_schema(operation_summary="Delivery statistics, overall and for the last 24 hours")
+    @swagger_auto_schema(
+        operation_summary="Delivery statistics, overall, for the last 24 hours and per minute for the last hour",
+        operation_description=(
+            "`overall` and `last_24h`: counts by status, channel and priority, success rate and latency. "
+            "`last_hour`: 60 per-minute buckets, oldest first, the last one the current minute; each is "
+            '`{"minute": "<UTC start of the minute>", "email": n, "telegram": n}`, the notifications sent '
+            "(by `sent_at`) in that minute."
+        ),
+    )
     @action(detail=False, methods=["get"], pagination_class=None)
     def stats(self, request):
         queryset = self.filter_queryset(self.get_queryset())

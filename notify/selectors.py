@@ -1,7 +1,8 @@
-from datetime import timedelta
+from datetime import UTC, timedelta
 from statistics import median, quantiles
 
 from django.db.models import Count, Q
+from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
 from notify.models import Channel, Notification, NotificationStatus, Priority
@@ -65,8 +66,38 @@ def _stats(queryset):
     }
 
 
-def notification_stats(*, queryset):
-    """Counts by status, channel and priority, success rate and creation-to-sent latency;
-    overall and for the last 24 hours."""
-    since = timezone.now() - timedelta(hours=24)
-    return {"overall": _stats(queryset), "last_24h": _stats(queryset.filter(created_at__gte=since))}
+LAST_HOUR_MINUTES = 60
+
+
+def _last_hour(queryset, now):
+    """Sent notifications per minute and channel by `sent_at`: the 60 minutes up to and
+    including the current one, oldest first, in one grouped query."""
+    end = now.astimezone(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    start = end - timedelta(minutes=LAST_HOUR_MINUTES)
+    rows = (
+        queryset.filter(sent_at__gte=start, sent_at__lt=end)
+        .annotate(minute=TruncMinute("sent_at", tzinfo=UTC))
+        .values("minute", "channel")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    counts = {(row["minute"], row["channel"]): row["n"] for row in rows}
+    buckets = []
+    for i in range(LAST_HOUR_MINUTES):
+        minute = start + timedelta(minutes=i)
+        bucket = {"minute": minute.isoformat()}
+        bucket.update({channel: counts.get((minute, channel), 0) for channel in Channel.values})
+        buckets.append(bucket)
+    return buckets
+
+
+def notification_stats(*, queryset, now=None):
+    """Counts by status, channel and priority, success rate and creation-to-sent latency,
+    overall and for the last 24 hours; and deliveries per minute over the last hour."""
+    now = now or timezone.now()
+    since = now - timedelta(hours=24)
+    return {
+        "overall": _stats(queryset),
+        "last_24h": _stats(queryset.filter(created_at__gte=since)),
+        "last_hour": _last_hour(queryset, now),
+    }

@@ -11,9 +11,18 @@ def events_after(*, user, after, limit=500):
     return list(events.order_by("id")[:limit])
 
 
+def _pruned_through():
+    return PruneMark.objects.values_list("pruned_through", flat=True).first() or 0
+
+
+def events_position():
+    """The newest id the log has handed out, kept or pruned (0 for none):
+    resuming from it brings every event that commits from now on."""
+    newest = Event.objects.aggregate(newest=Max("id"))["newest"] or 0
+    return max(newest, _pruned_through())
+
+
 def events_resumable_from(after):
     """False if the log cannot say what came after `after`: events after it
     were pruned, or it is beyond the newest (a client of another log)."""
-    pruned_through = PruneMark.objects.values_list("pruned_through", flat=True).first() or 0
-    newest = Event.objects.aggregate(newest=Max("id"))["newest"] or 0
-    return pruned_through <= after <= max(newest, pruned_through)
+    return _pruned_through() <= after <= events_position()

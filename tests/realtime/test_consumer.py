@@ -190,6 +190,19 @@ def test_a_ticket_opens_one_socket_only(user):
     run(scenario)
 
 
+def test_the_tickets_position_brings_what_happened_before_the_socket_opened(user, user_client):
+    body = user_client.post("/api/v1/realtime/ticket/").json()
+
+    async def scenario(sockets):
+        order = await place_order(user)  # after the ticket, before the socket
+        socket = await sockets.open(query=f"ticket={body['ticket']}&last_event_id={body['last_event_id']}")
+        replayed = await drain(socket)
+        assert replayed == await visible(user)
+        assert (replayed[0]["type"], replayed[0]["data"]["order_id"]) == (events.ORDER_CREATED, order.pk)
+
+    run(scenario)
+
+
 @pytest.mark.parametrize(
     "credentials",
     ["none", "bad token", "empty token", "bearer", "token in the url", "unknown ticket", "bad token beside a session"],

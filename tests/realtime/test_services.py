@@ -407,6 +407,20 @@ def test_events_resumable_from_is_false_once_older_events_were_pruned(settings):
     assert selectors.events_resumable_from(0) is False
 
 
+def test_the_position_is_the_newest_id_handed_out_and_resumable(settings, user_client):
+    settings.REALTIME_EVENT_RETENTION_DAYS = 7
+    assert selectors.events_position() == 0
+    _make_event(age=timedelta(days=8))
+    newest = _make_event(age=timedelta(days=8))
+
+    assert selectors.events_position() == newest.pk
+    assert user_client.post(TICKET_URL).json()["last_event_id"] == newest.pk
+    assert services.events_prune() == 2
+    # An emptied log keeps its place: a client that got it resumes, it is not told to resync.
+    assert selectors.events_position() == newest.pk
+    assert selectors.events_resumable_from(selectors.events_position()) is True
+
+
 def test_events_prune_deletes_only_events_older_than_the_retention(settings, user, other_user):
     settings.REALTIME_EVENT_RETENTION_DAYS = 7
     old = _make_event(audience=[user, other_user], age=timedelta(days=8))
@@ -439,8 +453,9 @@ def test_ticket_api_issues_a_ticket_that_works_once(user, user_client):
 
     assert r.status_code == 201, r.content
     body = r.json()
-    assert set(body) == {"ticket", "expires_in"}
+    assert set(body) == {"ticket", "expires_in", "last_event_id"}
     assert body["expires_in"] == services.TICKET_TTL_SECONDS == 30
+    assert body["last_event_id"] == 0  # nothing in the log yet
     assert len(body["ticket"]) >= 40
     assert services.ticket_redeem(body["ticket"]) == user
     assert services.ticket_redeem(body["ticket"]) is None
