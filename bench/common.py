@@ -4,14 +4,21 @@ import contextlib
 import math
 import os
 import platform
+import signal
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+STOP_TIMEOUT_SECONDS = 15
 
 
 class BenchError(Exception):
@@ -80,3 +87,69 @@ def percentile(sorted_values, fraction):
         return None
     rank = max(1, min(len(sorted_values), math.ceil(fraction * len(sorted_values))))
     return sorted_values[rank - 1]
+
+
+class Processes:
+    """The hub's processes for a benchmark, each in a process group of its own
+    and logging to a file of its own in `log_dir`."""
+
+    def __init__(self, env, log_dir):
+        self.env = env
+        self.log_dir = log_dir
+        self.running = {}
+
+    def manage(self, *args, timeout):
+        with open(self.log_dir / "manage.log", "ab") as log:
+            done = subprocess.run(
+                [PYTHON, "manage.py", *args],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+            )
+        if done.returncode:
+            raise BenchError(f"manage.py {' '.join(args)} failed:\n{self.tail('manage')}")
+
+    def start(self, name, *command):
+        log = open(self.log_dir / f"{name}.log", "ab")
+        process = subprocess.Popen(
+            [PYTHON, *command],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: its children stop with it, Ctrl-C does not reach it
+        )
+        self.running[name] = (process, log)
+        return process
+
+    def tail(self, name, lines=30):
+        path = self.log_dir / f"{name}.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def check_alive(self):
+        for name, (process, _) in self.running.items():
+            if process.poll() is not None:
+                raise BenchError(f"{name} exited with {process.returncode}:\n{self.tail(name)}")
+
+    def stop(self, *names):
+        """Stop the named processes (all by default): SIGTERM, then SIGKILL
+        to whatever still runs after STOP_TIMEOUT_SECONDS."""
+        names = names or list(self.running)
+        for name in names:
+            process, _ = self.running[name]
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        for name in names:
+            process, log = self.running.pop(name)
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            log.close()

@@ -63,12 +63,21 @@ from pathlib import Path
 import httpx
 import psycopg
 import redis
-from common import BenchError, OutOfTime, check_urls, free_port, machine, percentile, reset_database, wait_until
+from common import (
+    ROOT,
+    STOP_TIMEOUT_SECONDS,
+    BenchError,
+    OutOfTime,
+    Processes,
+    check_urls,
+    free_port,
+    machine,
+    percentile,
+    reset_database,
+    wait_until,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
-PYTHON = sys.executable
 START_TIMEOUT_SECONDS = 60
-STOP_TIMEOUT_SECONDS = 15
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 STAFF_USERNAME = "krushnappan"  # core.services.DEMO_ADMIN_USERNAME, made by `seed_demo`
 STAFF_PASSWORD = "admin_password"
@@ -341,52 +350,11 @@ class SocketClient:
 # --- server processes -----------------------------------------------------------
 
 
-class Processes:
-    """Daphne and the baseline server, each in a process group of its own."""
-
-    def __init__(self, env, log_dir):
-        self.env = env
-        self.log_dir = log_dir
-        self.running = {}
-
-    def manage(self, *args, timeout):
-        with open(self.log_dir / "manage.log", "ab") as log:
-            done = subprocess.run(
-                [PYTHON, "manage.py", *args],
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                timeout=timeout,
-            )
-        if done.returncode:
-            raise BenchError(f"manage.py {' '.join(args)} failed:\n{self.tail('manage')}")
-
-    def start(self, name, *command):
-        log = open(self.log_dir / f"{name}.log", "ab")
-        process = subprocess.Popen(
-            [PYTHON, *command],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: its children stop with it, Ctrl-C does not reach it
-        )
-        self.running[name] = (process, log)
-        return process
+class HubProcesses(Processes):
+    """Daphne and the baseline server."""
 
     def start_daphne(self, name, port):
         return self.start(name, "-m", "daphne", "--bind", "127.0.0.1", "--port", str(port), "project.asgi:application")
-
-    def tail(self, name, lines=30):
-        path = self.log_dir / f"{name}.log"
-        text = path.read_text(errors="replace") if path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def check_alive(self):
-        for name, (process, _) in self.running.items():
-            if process.poll() is not None:
-                raise BenchError(f"{name} exited with {process.returncode}:\n{self.tail(name)}")
 
     def log_size(self, name):
         path = self.log_dir / f"{name}.log"
@@ -407,24 +375,6 @@ class Processes:
             elif line.startswith(("redis.exceptions.", "builtins.", "asyncio.")) or "Error: " in line[:60]:
                 problems[line.strip()[:100]] += 1
         return dict(problems)
-
-    def stop(self, *names):
-        names = names or list(self.running)
-        for name in names:
-            process, _ = self.running[name]
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
-        for name in names:
-            process, log = self.running.pop(name)
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-            log.close()
 
 
 # --- /proc ------------------------------------------------------------------------
@@ -1050,7 +1000,7 @@ def run(args):
             "AUTH_THROTTLE_RATE": "100000/minute",
             "PYTHONUNBUFFERED": "1",
         }
-        processes = Processes(env, log_dir)
+        processes = HubProcesses(env, log_dir)
         print("migrating, creating the staff account ...")
         processes.manage("migrate", "--noinput", timeout=remaining(deadline))
         processes.manage("seed_demo", timeout=remaining(deadline))

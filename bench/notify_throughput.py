@@ -35,13 +35,22 @@ from pathlib import Path
 import httpx
 import psycopg
 import redis
-from common import BenchError, OutOfTime, check_urls, free_port, machine, percentile, reset_database, wait_until
+from common import (
+    PYTHON,
+    ROOT,
+    BenchError,
+    OutOfTime,
+    Processes,
+    check_urls,
+    free_port,
+    machine,
+    percentile,
+    reset_database,
+    wait_until,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
-PYTHON = sys.executable
 FINAL_STATUSES = ("sent", "failed", "skipped")
 START_TIMEOUT_SECONDS = 60
-STOP_TIMEOUT_SECONDS = 15
 TARGET_PER_SECOND = 500
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PASSWORD = "bench-Throughput-2024!"
@@ -106,70 +115,16 @@ class SmtpSink:
 # --- hub processes ------------------------------------------------------------
 
 
-class Hub:
-    """Daphne and one Dramatiq worker, each in a process group of its own."""
+class Hub(Processes):
+    """Daphne and one Dramatiq worker."""
 
     def __init__(self, env, log_dir):
-        self.env = env
-        self.log_dir = log_dir
-        self.running = {}
+        super().__init__(env, log_dir)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
 
-    def manage(self, *args, timeout):
-        with open(self.log_dir / "manage.log", "ab") as log:
-            done = subprocess.run(
-                [PYTHON, "manage.py", *args],
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                timeout=timeout,
-            )
-        if done.returncode:
-            raise BenchError(f"manage.py {' '.join(args)} failed:\n{self.tail('manage')}")
-
-    def start(self, name, *command):
-        log = open(self.log_dir / f"{name}.log", "ab")
-        process = subprocess.Popen(
-            [PYTHON, *command],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: its children stop with it, Ctrl-C does not reach it
-        )
-        self.running[name] = (process, log)
-        return process
-
     def pgid(self, name):
         return self.running[name][0].pid
-
-    def tail(self, name, lines=30):
-        path = self.log_dir / f"{name}.log"
-        text = path.read_text(errors="replace") if path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def check_alive(self):
-        for name, (process, _) in self.running.items():
-            if process.poll() is not None:
-                raise BenchError(f"{name} exited with {process.returncode}:\n{self.tail(name)}")
-
-    def stop_all(self):
-        for process, _ in self.running.values():
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
-        for process, log in self.running.values():
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-            log.close()
-        self.running.clear()
 
 
 # --- CPU accounting from /proc -------------------------------------------------
@@ -609,7 +564,7 @@ def run(args):
         if profile:
             stop_profile(profile)
         if hub:
-            hub.stop_all()
+            hub.stop()
         if sink:
             sink.stop()
     if "result" not in info and "post_seconds" in info:

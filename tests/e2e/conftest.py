@@ -251,8 +251,8 @@ def chromium():
     are synchronous all the same, so Django is told to allow them meanwhile.
     """
     path = os.environ.get("HUB_CHROMIUM") or shutil.which("chromium")
-    if not path:
-        service_unavailable("Chromium is not installed (apt-get install chromium)")
+    if not path or not os.access(path, os.X_OK):
+        service_unavailable(f"Chromium is not installed (apt-get install chromium, or HUB_CHROMIUM): {path}")
     from playwright.sync_api import sync_playwright
 
     allowed = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
