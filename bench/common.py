@@ -153,3 +153,20 @@ class Processes:
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
             log.close()
+
+
+def main(parse_args, run, argv=None):
+    """A benchmark's entry point: SIGTERM stops it as Ctrl-C does (its `run`
+    then stops what it started and reports what it has); exit status 2 when
+    the setup failed."""
+    args = parse_args(argv)
+
+    def terminated(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminated)
+    try:
+        return run(args)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

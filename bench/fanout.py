@@ -60,6 +60,7 @@ from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import common
 import httpx
 import psycopg
 import redis
@@ -1047,19 +1048,5 @@ def run(args):
     return exit_code
 
 
-def main(argv=None):
-    args = parse_args(argv)
-
-    def terminated(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, terminated)
-    try:
-        return run(args)
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(common.main(parse_args, run))

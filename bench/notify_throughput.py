@@ -32,6 +32,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import common
 import httpx
 import psycopg
 import redis
@@ -577,19 +578,5 @@ def run(args):
     return exit_code
 
 
-def main(argv=None):
-    args = parse_args(argv)
-
-    def terminated(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, terminated)
-    try:
-        return run(args)
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(common.main(parse_args, run))

@@ -11,18 +11,21 @@ def events_after(*, user, after, limit=500):
     return list(events.order_by("id")[:limit])
 
 
-def _pruned_through():
-    return PruneMark.objects.values_list("pruned_through", flat=True).first() or 0
+def _log_bounds():
+    """(newest id pruned, newest id handed out, kept or pruned); 0 for none."""
+    pruned_through = PruneMark.objects.values_list("pruned_through", flat=True).first() or 0
+    newest = Event.objects.aggregate(newest=Max("id"))["newest"] or 0
+    return pruned_through, max(newest, pruned_through)
 
 
 def events_position():
     """The newest id the log has handed out, kept or pruned (0 for none):
     resuming from it brings every event that commits from now on."""
-    newest = Event.objects.aggregate(newest=Max("id"))["newest"] or 0
-    return max(newest, _pruned_through())
+    return _log_bounds()[1]
 
 
 def events_resumable_from(after):
     """False if the log cannot say what came after `after`: events after it
     were pruned, or it is beyond the newest (a client of another log)."""
-    return _pruned_through() <= after <= events_position()
+    pruned_through, position = _log_bounds()
+    return pruned_through <= after <= position

@@ -9,7 +9,7 @@ import pytest
 from knox.models import AuthToken
 from playwright.sync_api import expect
 
-from notify.models import Notification, NotificationStatus
+from notify.models import FINAL_STATUSES, Notification
 from orders.models import Order
 from tests.e2e.conftest import api_client, token_for, wait_until
 from tests.factories import PASSWORD, StaffFactory, UserFactory
@@ -233,5 +233,4 @@ def test_the_dashboard_fits_a_phone_and_a_desktop(hub, browser_page, tmp_path):
 
 
 def _unsent():
-    final = [NotificationStatus.SENT, NotificationStatus.FAILED, NotificationStatus.SKIPPED]
-    return Notification.objects.exclude(status__in=final).exists()
+    return Notification.objects.exclude(status__in=FINAL_STATUSES).exists()

@@ -8,14 +8,13 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from notify.models import Notification, NotificationStatus
+from notify.models import FINAL_STATUSES, Notification
 from tests.conftest import TELEGRAM_TEST_TOKEN
 from tests.e2e.conftest import api_client, token_for, wait_until
 from tests.factories import PASSWORD, StaffFactory, UserFactory
 from tests.helpers import SEED_ORDER
 
 pytestmark = pytest.mark.e2e
-FINAL = {NotificationStatus.SENT, NotificationStatus.FAILED, NotificationStatus.SKIPPED}
 
 
 def _api(hub, user):
@@ -25,7 +24,7 @@ def _api(hub, user):
 def _all_final(count):
     def check():
         rows = list(Notification.objects.values_list("status", flat=True))
-        return len(rows) == count and all(status in FINAL for status in rows)
+        return len(rows) == count and all(status in FINAL_STATUSES for status in rows)
 
     return check
 
@@ -138,7 +137,7 @@ def test_a_worker_killed_mid_batch_loses_nothing(services_hub):
     wait_until(lambda: len(services_hub.sink.messages) >= 20, what="the batch under way")
 
     services_hub.stop("worker", signal.SIGKILL)
-    in_flight = Notification.objects.exclude(status__in=FINAL).count()
+    in_flight = Notification.objects.exclude(status__in=FINAL_STATUSES).count()
     assert in_flight > 0, "the kill came too late to test anything"
 
     timeouts = {"NOTIFY_SENDING_TIMEOUT_SECONDS": "2", "NOTIFY_STALE_AFTER_SECONDS": "2"}

@@ -12,7 +12,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from notify.models import Notification, NotificationStatus
+from notify.models import FINAL_STATUSES, Notification, NotificationStatus
 from realtime.models import Event
 from tests.e2e.conftest import api_client, token_for, wait_until
 from tests.factories import PASSWORD, StaffFactory, UserFactory
@@ -26,7 +26,6 @@ EVENT_TIMEOUT = 10  # a live event published by the web process
 WORKER_TIMEOUT = 30  # one that waits for the worker to deliver a notification
 # Longer than channels-redis blocks in BZPOPMIN waiting for a socket's next message (5 s).
 IDLE_SECONDS = 6
-FINAL = {NotificationStatus.SENT, NotificationStatus.FAILED, NotificationStatus.SKIPPED}
 ENVELOPE_KEYS = {"id", "type", "ts", "data"}
 
 
@@ -146,7 +145,7 @@ def _sent(events, count, order_id=None):
 def _all_final(**filters):
     def check():
         rows = list(Notification.objects.filter(**filters).values_list("status", flat=True))
-        return rows and all(status in FINAL for status in rows)
+        return rows and all(status in FINAL_STATUSES for status in rows)
 
     return check
 

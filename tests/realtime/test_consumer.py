@@ -13,7 +13,6 @@ import json
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-import dramatiq
 import pytest
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
@@ -25,7 +24,6 @@ from django.test import Client
 from django.utils import timezone
 from knox.models import AuthToken
 
-import notify.tasks  # noqa: F401  declares the queues the services enqueue on
 from core import services as core_services
 from orders import services as order_services
 from realtime import consumers, events, services
@@ -39,15 +37,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 APP = serve_on_this_loop(websocket_app)
 URL = "/ws/events/"
 TIMEOUT = 3
-
-
-@pytest.fixture(autouse=True)
-def _empty_queues():
-    # Committed notifications are enqueued; the broker may be Redis.
-    broker = dramatiq.get_broker()
-    broker.flush_all()
-    yield
-    broker.flush_all()
 
 
 # ---- credentials ----------------------------------------------------------------------

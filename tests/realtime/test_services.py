@@ -3,13 +3,11 @@ import time
 from datetime import timedelta
 from decimal import Decimal
 
-import dramatiq
 import pytest
 from django.core.cache import cache, caches
 from django.db import transaction
 from django.utils import timezone
 
-import notify.tasks  # noqa: F401  declares the queues the services enqueue on
 from notify import services as notify_services
 from notify.models import Notification
 from notify.selectors import notification_list
@@ -23,15 +21,6 @@ from tests.factories import CustomerFactory, OrderFactory, UserFactory
 pytestmark = pytest.mark.django_db
 
 TICKET_URL = "/api/v1/realtime/ticket/"
-
-
-@pytest.fixture(autouse=True)
-def _empty_queues():
-    # Committed notifications are enqueued; the broker may be Redis.
-    broker = dramatiq.get_broker()
-    broker.flush_all()
-    yield
-    broker.flush_all()
 
 
 @pytest.fixture

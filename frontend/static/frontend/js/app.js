@@ -22,9 +22,8 @@ const FIRST_LOAD_FALLBACK_MS = 2_000;
 const RELOAD_RETRY_MS = 5_000;
 const SEEN_LIMIT = 10_000;
 
-const session = {
-  generation: 0,
-  socketState: "offline",
+// What a signed-in session knows; signing out starts it afresh.
+const signedOut = () => ({
   isStaff: false,
   loaded: false,
   loading: false,
@@ -33,7 +32,9 @@ const session = {
   lastEventId: null,
   seen: new Set(),
   timers: new Set(),
-};
+});
+
+const session = { generation: 0, socketState: "offline", ...signedOut() };
 
 window.hub = Object.freeze({
   get lastEventId() {
@@ -190,16 +191,7 @@ function end(message = "") {
   setToken(null);
   sessionStorage.removeItem(TOKEN_KEY);
   session.timers.forEach(clearTimeout);
-  Object.assign(session, {
-    isStaff: false,
-    loaded: false,
-    loading: false,
-    reloadAgain: false,
-    buffer: [],
-    lastEventId: null,
-    seen: new Set(),
-    timers: new Set(),
-  });
+  Object.assign(session, signedOut());
   detail.close({ restoreFocus: false });
   orders.clear();
   notifications.clear();
