@@ -19,8 +19,8 @@ from functools import partial
 from typing import NamedTuple
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Case, CharField, DateTimeField, F, Q, Value, When
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -351,8 +351,29 @@ def _outcome(attempt):
     return AttemptOutcome.RETRY, changes, delay
 
 
-def _per_row(values, output_field):
-    return Case(*[When(pk=pk, then=Value(value)) for pk, value in values.items()], output_field=output_field)
+def _mark_sent(claimed_at, sent):
+    """Move the sent rows of `sent` ({pk: attempt}) that are still ours to
+    `sent`, each with its own time and provider id; returns the pks it moved.
+
+    One `UPDATE … FROM (VALUES …)` (PostgreSQL, and SQLite 3.33+): the ORM's
+    per-row `Case`/`When` cost the worker a tenth of its CPU.
+    """
+    table = connection.ops.quote_name(Notification._meta.db_table)
+    field = Notification._meta.get_field("sent_at")
+    params = [NotificationStatus.SENT]
+    for pk, attempt in sent.items():
+        params += [pk, field.get_db_prep_value(attempt.finished, connection), attempt.provider_message_id]
+    params += [NotificationStatus.SENDING, field.get_db_prep_value(claimed_at, connection)]
+    rows = ", ".join(["(%s, %s, %s)"] * len(sent))
+    sql = (
+        f"UPDATE {table} SET status = %s, sent_at = v.column2, provider_message_id = v.column3"
+        f" FROM (VALUES {rows}) AS v"
+        f" WHERE {table}.id = v.column1 AND {table}.status = %s AND {table}.sending_at = %s"
+        f" RETURNING {table}.id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {pk for (pk,) in cursor.fetchall()}
 
 
 @transaction.atomic
@@ -390,15 +411,7 @@ def _attempts_record(claimed_at, attempts):
             _telegram_turn_off(notification)
     NotificationAttempt.objects.bulk_create(log)
     if sent:
-        updated = ours.filter(pk__in=sent).update(
-            status=NotificationStatus.SENT,
-            sent_at=_per_row({pk: a.finished for pk, a in sent.items()}, DateTimeField()),
-            provider_message_id=_per_row({pk: a.provider_message_id for pk, a in sent.items()}, CharField()),
-        )
-        if updated < len(sent):  # some were taken over meanwhile: find which rows moved
-            sent = Notification.objects.filter(pk__in=sent, status=NotificationStatus.SENT, sending_at=claimed_at)
-            sent = set(sent.values_list("pk", flat=True))
-        moved.update(sent)
+        moved.update(_mark_sent(claimed_at, sent))
     # Only rows this worker moved on: a status it did not save must not be announced.
     changed = [a.notification for a in attempts if a.notification.pk in moved]
     events_record(events.notification_status_changed(n, NotificationStatus.SENDING) for n in changed)

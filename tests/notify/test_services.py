@@ -13,6 +13,7 @@ from notify import services
 from notify.heartbeat import queue_depths
 from notify.models import Notification, NotificationAttempt, NotificationKind, NotificationStatus
 from orders import services as order_services
+from realtime.models import Event
 from tests.factories import CustomerFactory, OrderFactory, StaffFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -351,6 +352,33 @@ def test_deliver_records_as_it_goes_so_a_crash_loses_little(user, smtp_sink, mon
     rows = Notification.objects.in_bulk(ids)
     assert rows[ids[0]].status == S.SENT  # recorded before the crash: not sent again
     assert rows[ids[1]].status == S.SENDING  # left for the sweeper after the timeout
+
+
+def test_deliver_leaves_alone_a_row_another_worker_took_over(user, smtp_sink, monkeypatch):
+    ids = [_send(user, recipient=f"u{i}@example.com").pk for i in range(3)]
+    taken_at = timezone.now() + timedelta(minutes=5)
+    real_send = services.Outbox.send
+
+    def send_while_another_worker_takes_the_middle_row(outbox, notification):
+        if notification.pk == ids[1]:
+            Notification.objects.filter(pk=ids[1]).update(sending_at=taken_at)
+        return real_send(outbox, notification)
+
+    monkeypatch.setattr(services.Outbox, "send", send_while_another_worker_takes_the_middle_row)
+    services.notifications_deliver(notification_ids=ids)
+
+    rows = Notification.objects.in_bulk(ids)
+    assert [rows[pk].status for pk in ids] == [S.SENT, S.SENDING, S.SENT]
+    assert rows[ids[1]].sent_at is None and rows[ids[1]].provider_message_id == ""
+    by_recipient = {m["to"][0]: m["message"]["Message-ID"] for m in smtp_sink.messages}
+    assert [rows[pk].provider_message_id for pk in (ids[0], ids[2])] == [
+        by_recipient["u0@example.com"],
+        by_recipient["u2@example.com"],
+    ]
+    finished = dict(NotificationAttempt.objects.values_list("notification_id", "finished_at"))
+    assert [rows[pk].sent_at for pk in (ids[0], ids[2])] == [finished[ids[0]], finished[ids[2]]]
+    changes = Event.objects.filter(type="notification.status_changed").order_by("pk")
+    assert [(e.data["notification_id"], e.data["status"]) for e in changes] == [(ids[0], S.SENT), (ids[2], S.SENT)]
 
 
 def test_retry_requeues_only_failed_notifications(user, staff, django_capture_on_commit_callbacks):
