@@ -997,6 +997,8 @@ def run(args):
             "REDIS_URL": args.redis_url,
             "DEBUG": "0",
             "SECRET_KEY": "fanout-bench-secret-key",
+            # The benchmark drives the hub over plain HTTP on loopback.
+            "HTTPS_ONLY": "0",
             "ALLOWED_HOSTS": "127.0.0.1",
             "AUTH_THROTTLE_RATE": "100000/minute",
             "PYTHONUNBUFFERED": "1",

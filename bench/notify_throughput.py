@@ -509,6 +509,8 @@ def run(args):
             "REDIS_URL": args.redis_url,
             "DEBUG": "0",
             "SECRET_KEY": "notify-throughput-bench-secret-key",
+            # The benchmark drives the hub over plain HTTP on loopback.
+            "HTTPS_ONLY": "0",
             "ALLOWED_HOSTS": "127.0.0.1",
             "EMAIL_URL": f"smtp://127.0.0.1:{sink.port}",
             "AUTH_THROTTLE_RATE": "100000/minute",

@@ -1,7 +1,9 @@
-"""Worker heartbeats and queue depths, for /health/worker/.
+"""Worker and sweeper heartbeats, and queue depths, for /health/worker/ and
+the containers' health checks.
 
-Each worker process beats every few seconds into Redis (services mode) or
-into memory (embedded mode, where the worker shares the web process).
+Each worker process beats every few seconds, and the sweeper after every
+round it completes, into Redis (services mode) or into memory (embedded mode,
+where both share the web process).
 """
 
 import os
@@ -20,31 +22,61 @@ from core.redis import redis_client
 BEAT_INTERVAL_SECONDS = 5
 _KEY = "hub:worker-heartbeats"
 _local_beats = {}
+_SWEEPER_KEY = "hub:sweeper-heartbeats"
+_local_sweeper_beats = {}
 
 
 def _redis():
     return redis_client(settings.REDIS_URL)
 
 
-def heartbeat_beat(worker_id):
+def process_id():
+    """`host:pid`: the host part tells a container's health check which beats are its own."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _beat(key, local_beats, member):
     now = time.time()
     if settings.REDIS_URL:
-        _redis().hset(_KEY, worker_id, now)
+        _redis().hset(key, member, now)
     else:
-        _local_beats[worker_id] = now
+        local_beats[member] = now
+
+
+def _beats_recent(key, local_beats, timeout):
+    if settings.REDIS_URL:
+        beats = {k.decode(): float(v) for k, v in _redis().hgetall(key).items()}
+    else:
+        beats = dict(local_beats)
+    now = time.time()
+    gone = [m for m, t in beats.items() if now - t > timeout]
+    if gone and settings.REDIS_URL:
+        _redis().hdel(key, *gone)
+    return {m: round(now - t, 1) for m, t in beats.items() if m not in gone}
+
+
+def heartbeat_beat(worker_id):
+    _beat(_KEY, _local_beats, worker_id)
 
 
 def heartbeats_recent():
     """{worker_id: seconds since its last beat} for workers seen within the timeout."""
-    if settings.REDIS_URL:
-        beats = {k.decode(): float(v) for k, v in _redis().hgetall(_KEY).items()}
-    else:
-        beats = dict(_local_beats)
-    now = time.time()
-    gone = [w for w, t in beats.items() if now - t > settings.WORKER_HEARTBEAT_TIMEOUT_SECONDS]
-    if gone and settings.REDIS_URL:
-        _redis().hdel(_KEY, *gone)
-    return {w: round(now - t, 1) for w, t in beats.items() if w not in gone}
+    return _beats_recent(_KEY, _local_beats, settings.WORKER_HEARTBEAT_TIMEOUT_SECONDS)
+
+
+def sweeper_beat(sweeper_id):
+    _beat(_SWEEPER_KEY, _local_sweeper_beats, sweeper_id)
+
+
+def sweeper_heartbeat_timeout():
+    # A sweeper beats once a round, so allow a few rounds (a long one, a failed
+    # one) before calling it gone.
+    return max(settings.WORKER_HEARTBEAT_TIMEOUT_SECONDS, 3 * settings.NOTIFY_SWEEP_INTERVAL_SECONDS)
+
+
+def sweeper_beats_recent():
+    """{sweeper_id: seconds since its last completed round} for sweepers seen within the timeout."""
+    return _beats_recent(_SWEEPER_KEY, _local_sweeper_beats, sweeper_heartbeat_timeout())
 
 
 def queue_depths():
@@ -66,7 +98,7 @@ class HeartbeatMiddleware(Middleware):
     """Beats from a daemon thread for as long as the worker runs."""
 
     def after_worker_boot(self, broker, worker):
-        worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        worker_id = process_id()
         stop = threading.Event()
         worker._hub_heartbeat_stop = stop
 

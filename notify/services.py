@@ -24,9 +24,12 @@ from django.db.models import F, Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from core import metrics
 from core.exceptions import Conflict
+from core.logs import request_id_current
 from notify.channels import DeliveryError, Outbox, PermanentError, RecipientBlocked, TransientError
 from notify.models import (
+    FINAL_STATUSES,
     AttemptOutcome,
     Channel,
     IdempotencyKey,
@@ -43,6 +46,7 @@ from realtime import events
 from realtime.services import events_record
 
 logger = logging.getLogger(__name__)
+delivery_logger = logging.getLogger("hub.delivery")
 
 _ORDER_EVENT_KINDS = {
     "created": NotificationKind.ORDER_CREATED,
@@ -72,12 +76,15 @@ def notifications_enqueue_on_commit(notifications):
     """Hand the rows to the workers once the surrounding transaction commits."""
     ids = [(n.pk, n.priority) for n in notifications if n.status == NotificationStatus.PENDING]
     if ids:
-        transaction.on_commit(lambda: notifications_enqueue(ids), robust=True)
+        # The request that wrote the rows goes with them, for the worker's log lines.
+        request_id = request_id_current()
+        transaction.on_commit(lambda: notifications_enqueue(ids, request_id=request_id), robust=True)
 
 
-def notifications_enqueue(ids_with_priority, *, delay_ms=None):
+def notifications_enqueue(ids_with_priority, *, delay_ms=None, request_id=None):
     """Put (id, priority) pairs on the broker, up to NOTIFY_BATCH_SIZE ids to a
-    message, and mark the rows queued as of now.
+    message, and mark the rows queued as of now. `request_id` is the request
+    that caused the sends, if any.
 
     Restarting `queued_at` on rows the sweeper enqueues again keeps a slow
     queue from being flooded with copies. If the broker is down the rows stay
@@ -89,7 +96,8 @@ def notifications_enqueue(ids_with_priority, *, delay_ms=None):
     size = settings.NOTIFY_BATCH_SIZE
     for actor, ids in by_actor.items():
         for start in range(0, len(ids), size):
-            actor.send_with_options(args=(ids[start : start + size],), delay=delay_ms)
+            batch = ids[start : start + size]
+            actor.send_with_options(args=(batch,), kwargs={"request_id": request_id}, delay=delay_ms)
     waiting = [NotificationStatus.PENDING, NotificationStatus.QUEUED]
     Notification.objects.filter(pk__in=[pk for pk, _ in ids_with_priority], status__in=waiting).update(
         status=NotificationStatus.QUEUED, queued_at=timezone.now()
@@ -220,6 +228,7 @@ def notifications_for_order_event(*, order_event):
     rows = Notification.objects.bulk_create(list(_order_event_rows(order_event)))
     notifications_enqueue_on_commit(rows)
     events_record(map(events.notification_created, rows))
+    metrics.notifications_count_on_commit(finished=[r for r in rows if r.status == NotificationStatus.SKIPPED])
     return rows
 
 
@@ -322,7 +331,7 @@ def _release(notifications, claimed_at):
     Notification.objects.filter(
         pk__in=[n.pk for n in notifications], status=NotificationStatus.SENDING, sending_at=claimed_at
     ).update(status=NotificationStatus.PENDING, attempts=F("attempts") - 1)
-    notifications_enqueue([(n.pk, n.priority) for n in notifications])
+    notifications_enqueue([(n.pk, n.priority) for n in notifications], request_id=request_id_current())
 
 
 def _outcome(attempt):
@@ -376,6 +385,29 @@ def _mark_sent(claimed_at, sent):
         return {pk for (pk,) in cursor.fetchall()}
 
 
+def _attempt_logged(attempt, outcome, delay):
+    """One line per attempt. The recipient and the message stay out of it; the
+    error text is the channel's, which never carries the bot token."""
+    notification = attempt.notification
+    fields = {
+        "notification_id": notification.pk,
+        "channel": str(notification.channel),
+        "attempt": notification.attempts,
+        "outcome": str(outcome),
+        "error": str(attempt.error) if attempt.error else None,
+        "duration_ms": round((attempt.finished - attempt.started).total_seconds() * 1000, 1),
+        "request_id": request_id_current(),
+    }
+    if delay is not None:
+        fields["retry_in_s"] = round(delay, 1)
+    level = logging.INFO if outcome == AttemptOutcome.SENT else logging.WARNING
+    line = "Notification %(notification_id)s (%(channel)s) attempt %(attempt)s: %(outcome)s"
+    delivery_logger.log(level, line, fields, extra=fields)
+
+
+# The batch wraps the transaction, so what its commit counts reaches the
+# metrics store in one round trip per recorded batch.
+@metrics.batch()
 @transaction.atomic
 def _attempts_record(claimed_at, attempts):
     """Write the attempts and move each row on, if it is still ours: a worker
@@ -387,6 +419,7 @@ def _attempts_record(claimed_at, attempts):
     for attempt in attempts:
         notification, error = attempt.notification, attempt.error
         outcome, changes, delay = _outcome(attempt)
+        _attempt_logged(attempt, outcome, delay)
         log.append(
             NotificationAttempt(
                 notification=notification,
@@ -406,7 +439,10 @@ def _attempts_record(claimed_at, attempts):
             moved.add(notification.pk)
             if delay is not None:
                 retry = [(notification.pk, notification.priority)]
-                transaction.on_commit(partial(notifications_enqueue, retry, delay_ms=int(delay * 1000)), robust=True)
+                enqueue = partial(
+                    notifications_enqueue, retry, delay_ms=int(delay * 1000), request_id=request_id_current()
+                )
+                transaction.on_commit(enqueue, robust=True)
         if isinstance(error, RecipientBlocked):
             _telegram_turn_off(notification)
     NotificationAttempt.objects.bulk_create(log)
@@ -415,6 +451,10 @@ def _attempts_record(claimed_at, attempts):
     # Only rows this worker moved on: a status it did not save must not be announced.
     changed = [a.notification for a in attempts if a.notification.pk in moved]
     events_record(events.notification_status_changed(n, NotificationStatus.SENDING) for n in changed)
+    metrics.notifications_count_on_commit(
+        finished=[n for n in changed if n.status in FINAL_STATUSES],
+        retried=[n for n in changed if n.status == NotificationStatus.PENDING],
+    )
 
 
 def _telegram_turn_off(notification):

@@ -2,16 +2,20 @@
 
 import dramatiq
 
+from core.logs import request_id_bound
 from notify.models import URGENT_PRIORITIES
 
 # Retries are the ledger's business (notify.services): no Retries middleware.
 _OPTIONS = {"time_limit": 120_000}
 
 
-def deliver_notifications(notification_ids):
+def deliver_notifications(notification_ids, request_id=None):
+    """`request_id`: the request that wrote the rows (None from the sweeper);
+    the batch's log lines carry it."""
     from notify.services import notifications_deliver
 
-    notifications_deliver(notification_ids=notification_ids)
+    with request_id_bound(request_id):
+        notifications_deliver(notification_ids=notification_ids)
 
 
 # Urgent and high priority have a queue of their own, so a bulk send of

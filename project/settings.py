@@ -6,6 +6,7 @@ read here and nowhere else; `.env.example` lists them all. With neither
 cache and Channels' in-memory layer, in one process.
 """
 
+import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -28,7 +29,53 @@ else:
     SECRET_KEY = env.str("SECRET_KEY")
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+if not DEBUG and "*" in ALLOWED_HOSTS:
+    # Any Host header would then be believed, in password-reset links and
+    # redirects alike, and WebSocket origins would no longer be checked.
+    raise ImproperlyConfigured(
+        "ALLOWED_HOSTS must not contain '*' when DEBUG is off: list the host names the hub answers to, "
+        "e.g. ALLOWED_HOSTS=hub.example.com."
+    )
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# Reverse proxies in front of the hub. Their X-Forwarded-For entries give the
+# client address (for throttling), and X-Forwarded-Proto says whether the
+# client came over HTTPS: TLS usually ends at the proxy, so the hub itself only
+# sees plain HTTP. Without a trusted proxy a client could forge either header,
+# so both are ignored; a trusted proxy must overwrite what the client sent.
+NUM_PROXIES = env.int("NUM_PROXIES", default=0)
+if NUM_PROXIES:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Addresses and networks (CIDR) that may read /metrics without a token: the
+# Prometheus servers. They are matched against the connection's own peer
+# (REMOTE_ADDR), never X-Forwarded-For, which any client can write; behind a
+# proxy every request seems to come from the proxy, so allow-list only scrapers
+# that reach the hub directly, and give the others a staff token.
+try:
+    METRICS_ALLOWED_IPS = [
+        ipaddress.ip_network(value.strip(), strict=False)
+        for value in env.list("METRICS_ALLOWED_IPS", default=[])
+        if value.strip()
+    ]
+except ValueError as exc:
+    raise ImproperlyConfigured(f"METRICS_ALLOWED_IPS: {exc}") from None
+
+# HTTPS only, on by default when DEBUG is off: plain-HTTP requests are
+# redirected, cookies travel over HTTPS alone, and browsers are told (HSTS) to
+# use nothing else for a year, on subdomains too. Off where the hub is reached
+# over plain HTTP on purpose: the test suite, or a local run with DEBUG off.
+HTTPS_ONLY = env.bool("HTTPS_ONLY", default=not DEBUG)
+if HTTPS_ONLY:
+    SECURE_SSL_REDIRECT = True
+    # Probes inside the deployment (container health checks, Prometheus) talk
+    # plain HTTP straight to the process; a redirect to HTTPS would fail them.
+    SECURE_REDIRECT_EXEMPT = [r"^health/", r"^api/v1/health/$", r"^metrics/?$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = 365 * 24 * 3600
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
 
 # Unset means embedded mode: no Redis anywhere.
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -53,8 +100,12 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every request gets its id and its log line, whatever answers it.
+    "core.logs.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # After WhiteNoise: static files are not requests worth counting.
+    "core.metrics.metrics_middleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -195,7 +246,7 @@ REST_FRAMEWORK = {
         "login_username": env.str("AUTH_THROTTLE_RATE", default="10/minute"),
         "notify_send": env.str("NOTIFY_THROTTLE_RATE", default="120/minute"),
     },
-    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
+    "NUM_PROXIES": NUM_PROXIES,
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 
@@ -268,11 +319,40 @@ TELEGRAM_TIMEOUT = env.float("TELEGRAM_TIMEOUT", default=10.0)
 TELEGRAM_CHAT_INTERVAL_SECONDS = env.float("TELEGRAM_CHAT_INTERVAL_SECONDS", default=1.0)
 TELEGRAM_BOT_MESSAGES_PER_SECOND = env.float("TELEGRAM_BOT_MESSAGES_PER_SECOND", default=30.0)
 
+# json: one object per line, for a log pipeline; text: for people.
+LOG_FORMAT = env.str("LOG_FORMAT", default="text" if DEBUG else "json")
+if LOG_FORMAT not in ("json", "text"):
+    raise ImproperlyConfigured("LOG_FORMAT must be json or text.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {
+        "request_id": {"()": "core.logs.RequestIdFilter"},
+        "redact_secrets": {"()": "core.logs.RedactSecretsFilter"},
+    },
+    "formatters": {
+        "json": {"()": "core.logs.json_formatter"},
+        "text": {"()": "core.logs.text_formatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id", "redact_secrets"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    # httpx logs each request's URL at INFO, and a Bot API URL carries the bot token.
-    "loggers": {"httpx": {"level": "WARNING"}},
+    "loggers": {
+        # httpx logs each request's URL at INFO, and a Bot API URL carries the bot token.
+        "httpx": {"level": "WARNING"},
+        # Every request has its line from core.logs; Django's own "Not Found: …"
+        # warnings would repeat it. Server errors still come with their traceback.
+        "django.request": {"level": "ERROR"},
+        # Django's default config gives `django` a console handler of its own
+        # (DEBUG only) and a level; through the root instead, its records get
+        # the format and the redaction, and LOG_LEVEL decides.
+        "django": {"level": "NOTSET"},
+    },
 }
+# dictConfig, and Python's warnings as log records, in the same format.
+LOGGING_CONFIG = "core.logs.logging_configure"

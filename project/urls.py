@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 
-from core import health
+from core import health, metrics
 from core.exceptions import json_page_not_found, json_server_error
 from core.schema import schema_view
 
@@ -22,6 +22,8 @@ urlpatterns = [
     path("health/worker/", health.WorkerHealthApi.as_view(), name="health-worker"),
     # The seed's name for the worker check, from when the workers were Celery.
     path("health/celery/", health.WorkerHealthApi.as_view(), name="health-celery"),
+    # Where Prometheus looks by default.
+    path("metrics", metrics.MetricsApi.as_view(), name="metrics"),
     path("", include("frontend.urls")),
 ]
 

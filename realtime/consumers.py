@@ -8,6 +8,7 @@ sends event envelopes {"id", "type", "ts", "data"} and, outside the log,
 
 import asyncio
 import json
+import logging
 import random
 import time
 import weakref
@@ -18,6 +19,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 
+from core import metrics
+from core.logs import client_address, request_id_accept, request_id_bind
 from realtime.auth import origin_allowed, socket_user
 from realtime.events import EVENT_TYPES
 from realtime.selectors import events_after, events_resumable_from
@@ -56,13 +59,57 @@ def _now():
     return timezone.now().isoformat()
 
 
+socket_logger = logging.getLogger("hub.socket")
+
+
+def _socket_client(scope):
+    """The client's address, by the same rule (NUM_PROXIES) as for HTTP requests."""
+    forwarded_for = dict(scope.get("headers", [])).get(b"x-forwarded-for")
+    peer = (scope.get("client") or [None])[0]
+    return client_address(peer, forwarded_for.decode("latin-1") if forwarded_for is not None else None)
+
+
+def _socket_opened(consumer, refused=None):
+    """The handshake's line: accepted, or refused with the reason."""
+    user = getattr(consumer, "user", None)
+    fields = {
+        "path": consumer.scope.get("path"),  # the query string may carry a ticket
+        "accepted": refused is None,
+        "reason": refused,
+        "user_id": user.pk if user is not None else None,
+        "client": _socket_client(consumer.scope),
+        "request_id": consumer.request_id,
+    }
+    if refused is None:
+        socket_logger.info("Socket accepted", extra=fields)
+    else:
+        socket_logger.info("Socket refused: %s", refused, extra=fields)
+
+
+def _socket_closed(consumer, code):
+    fields = {
+        "close_code": code,
+        "duration_ms": round((time.monotonic() - consumer.opened_at) * 1000, 1),
+        "user_id": consumer.user.pk,
+        "request_id": consumer.request_id,
+    }
+    socket_logger.info("Socket closed (%s)", code, extra=fields)
+
+
 class EventConsumer(AsyncWebsocketConsumer):
     async def connect(self):
+        # The handshake's X-Request-ID if sane, else a new id: everything this
+        # socket logs, to its close, carries it.
+        self.request_id = request_id_accept(dict(self.scope.get("headers", [])).get(b"x-request-id"))
+        request_id_bind(self.request_id)
+        self.opened_at = None
         if not origin_allowed(self.scope):
+            _socket_opened(self, refused="origin not allowed")
             await self.close()  # before accept: the handshake is answered 403
             return
         self.user = await socket_user(self.scope)
         if self.user is None:
+            _socket_opened(self, refused="no valid credentials")
             await self.close()
             return
         self.types, self.order_id = None, None  # no narrowing
@@ -77,12 +124,19 @@ class EventConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_add(self.group, self.channel_name)
         self.joined = time.monotonic()
         await self.accept()
+        self.opened_at = time.monotonic()
+        _socket_opened(self)
+        metrics.socket_opened()
         self.heartbeat = asyncio.create_task(self._heartbeat())
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         if "last_event_id" in query:
             await self._resume(query["last_event_id"][0])
 
     async def disconnect(self, code):
+        if getattr(self, "opened_at", None) is not None:  # a refused handshake was never counted, and has its line
+            _socket_closed(self, code)
+            metrics.socket_closed()
+            self.opened_at = None
         for pending in (getattr(self, "heartbeat", None), getattr(self, "gap_timer", None)):
             if pending is not None:
                 pending.cancel()

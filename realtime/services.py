@@ -17,6 +17,7 @@ from django.db.models import Max
 from django.utils import timezone
 from redis import RedisError
 
+from core import metrics
 from core.redis import redis_client
 from notify.models import Notification
 from notify.selectors import notification_viewer_ids
@@ -129,6 +130,7 @@ def events_record(specs):
     messages = _messages(recorded)
     if messages:
         transaction.on_commit(partial(publish, messages), robust=True)
+        metrics.events_published_on_commit(e.type for e in events)
     return events
 
 

@@ -88,6 +88,24 @@ def _fast_password_hashing(settings):
 
 
 @pytest.fixture
+def metrics_store(settings):
+    """An empty metrics store (Redis in services mode, memory otherwise) before and after the test."""
+    from core import metrics
+    from core.redis import redis_client
+
+    url = settings.REDIS_URL  # the test may point REDIS_URL elsewhere meanwhile
+
+    def clear():
+        metrics._local.clear()
+        if url:
+            redis_client(url).delete(metrics.STORE_KEY, metrics.SOCKETS_KEY)
+
+    clear()
+    yield metrics
+    clear()
+
+
+@pytest.fixture
 def worker_beating(settings):
     """A worker heartbeat, as a running worker would leave it."""
     from notify import heartbeat

@@ -147,6 +147,15 @@ def _hub_env(extra=None):
     }
 
 
+def _worker_beat(processes):
+    """Wait for the worker's first heartbeat: until then the hub reports itself unhealthy."""
+    wait_until(
+        lambda: httpx.get(f"{processes.url}/health/worker/", timeout=2).status_code == 200,
+        START_TIMEOUT_SECONDS,
+        what="the worker's first heartbeat",
+    )
+
+
 @pytest.fixture(scope="session")
 def no_stray_worker():
     """Refuse to run beside a Dramatiq worker the tests did not start: reading
@@ -176,11 +185,7 @@ def hub(transactional_db, tmp_path, request):
         if os.environ.get("REDIS_URL"):
             request.getfixturevalue("no_stray_worker")
             processes.start_worker()
-            wait_until(
-                lambda: httpx.get(f"{processes.url}/health/worker/", timeout=2).status_code == 200,
-                START_TIMEOUT_SECONDS,
-                what="the worker's first heartbeat",
-            )
+            _worker_beat(processes)
         yield processes
     finally:
         processes.stop_all()
@@ -215,6 +220,7 @@ def services_hub(transactional_db, tmp_path, redis_url, settings, request):
     try:
         processes.start_web()
         processes.start_worker()
+        _worker_beat(processes)
         yield processes
     finally:
         processes.stop_all()

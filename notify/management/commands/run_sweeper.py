@@ -1,3 +1,4 @@
+import logging
 import signal
 import threading
 
@@ -5,6 +6,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from notify.sweeper import sweeper_loop
+
+logger = logging.getLogger("notify.sweeper")
 
 
 class Command(BaseCommand):
@@ -14,5 +17,6 @@ class Command(BaseCommand):
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-        self.stdout.write(f"Sweeping every {settings.NOTIFY_SWEEP_INTERVAL_SECONDS:g}s.")
+        # Logged, not printed: the process's output stays in LOG_FORMAT.
+        logger.info("Sweeping every %gs", settings.NOTIFY_SWEEP_INTERVAL_SECONDS)
         sweeper_loop(stop)
