@@ -1,57 +1,15 @@
 """Payloads from the seed's API flow, and assertions shared by the API tests."""
 
-SEED_USER = {
-    "username": "demo_user",
-    "password": "secure_password123",
-    "email": "demo@example.com",
-    "first_name": "Demo",
-    "last_name": "User",
-}
-SEED_CUSTOMER = {
-    "name": "John Doe",
-    "email": "john.doe@example.com",
-    "phone": "+1234567890",
-    "telegram_chat_id": "123456789",
-    "address": "123 Main St",
-    "city": "New York",
-    "country": "USA",
-    "postal_code": "10001",
-}
-SEED_ORDER = {
-    "order_number": "ORD-001",
-    "total_amount": "149.99",
-    "currency": "INR",
-    "shipping_address": "123 Main St, Mumbai, Maharashtra 400001",
-    "shipping_method": "standard",
-    "status": "pending",
-    "notes": "Urgent delivery required",
-}
-SEED_SHIP = {"status": "shipped", "tracking_number": "TRK123456789", "notes": "Package shipped via express delivery"}
-SEED_PREFERENCES = {"email_enabled": True, "telegram_enabled": False, "order_updates": True, "promotional": False}
-
-SEED_SEND = {
-    "title": "Demo Notification",
-    "message": "This is a test notification!",
-    "recipient_type": "email",
-    "recipient": "demo@example.com",
-    "priority": "high",
-}
-SEED_BULK = {
-    "notifications": [
-        {
-            "title": "Bulk Notification 1",
-            "message": "First bulk message",
-            "recipient_type": "email",
-            "recipient": "user1@example.com",
-        },
-        {
-            "title": "Bulk Notification 2",
-            "message": "Second bulk message",
-            "recipient_type": "telegram",
-            "recipient": "123456789",
-        },
-    ]
-}
+# demo_script.py sends the seed's payloads; the tests use the same ones.
+from demo_script import (  # noqa: F401
+    SEED_BULK,
+    SEED_CUSTOMER,
+    SEED_ORDER,
+    SEED_PREFERENCES,
+    SEED_SEND,
+    SEED_SHIP,
+    SEED_USER,
+)
 
 
 def assert_validation_error(response, *fields):

@@ -8,7 +8,6 @@ import sys
 import pytest
 
 import demo_script
-from tests import helpers
 from tests.e2e.conftest import ROOT
 from tests.fakes import free_port
 
@@ -81,11 +80,6 @@ def _assert_succeeded(done):
 
 def _subjects(sink):
     return [(tuple(m["to"]), str(m["message"]["Subject"])) for m in sink.messages]
-
-
-def test_demo_script_payloads_are_the_seeds():
-    for name in ("SEED_USER", "SEED_CUSTOMER", "SEED_ORDER", "SEED_SHIP", "SEED_PREFERENCES", "SEED_SEND", "SEED_BULK"):
-        assert getattr(demo_script, name) == getattr(helpers, name), name
 
 
 def test_demo_script_runs_the_seed_flow_twice_in_services_mode(services_hub):

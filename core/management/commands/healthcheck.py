@@ -35,36 +35,23 @@ def web_alive(port):
     return True, f"{url} answered {response.status_code}"
 
 
-def _own(beats):
-    """Beats from processes on this host (this container), by process id `host:pid`."""
+def beating(kind):
+    """A worker (its last beat) or a sweeper (its last completed round) on this
+    host, this container, beat within its timeout: beats are `host:pid`."""
+    from notify import heartbeat
+
+    recent, timeout, what = {
+        "worker": (heartbeat.heartbeats_recent, settings.WORKER_HEARTBEAT_TIMEOUT_SECONDS, "sent a heartbeat"),
+        "sweeper": (heartbeat.sweeper_beats_recent, heartbeat.sweeper_heartbeat_timeout(), "completed a round"),
+    }[kind]
     host = socket.gethostname()
-    return {member: age for member, age in beats.items() if member.rpartition(":")[0] == host}
-
-
-def worker_alive():
-    from notify.heartbeat import heartbeats_recent
-
     try:
-        beats = _own(heartbeats_recent())
+        beats = {member: age for member, age in recent().items() if member.rpartition(":")[0] == host}
     except redis.RedisError as exc:
-        return False, f"worker heartbeats unreadable: {exc}"
+        return False, f"{kind} heartbeats unreadable: {exc}"
     if not beats:
-        timeout = settings.WORKER_HEARTBEAT_TIMEOUT_SECONDS
-        return False, f"no worker on {socket.gethostname()} has sent a heartbeat in {timeout:g} s"
-    return True, f"workers beating: {beats}"
-
-
-def sweeper_alive():
-    from notify.heartbeat import sweeper_beats_recent, sweeper_heartbeat_timeout
-
-    try:
-        beats = _own(sweeper_beats_recent())
-    except redis.RedisError as exc:
-        return False, f"sweeper heartbeats unreadable: {exc}"
-    if not beats:
-        timeout = sweeper_heartbeat_timeout()
-        return False, f"no sweeper on {socket.gethostname()} has completed a round in {timeout:g} s"
-    return True, f"sweepers beating: {beats}"
+        return False, f"no {kind} on {host} has {what} in {timeout:g} s"
+    return True, f"{kind}s beating: {beats}"
 
 
 class Command(BaseCommand):
@@ -77,12 +64,7 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000, help="web: the port Daphne listens on")
 
     def handle(self, *args, kind, port, **options):
-        if kind == "web":
-            ok, detail = web_alive(port)
-        elif kind == "worker":
-            ok, detail = worker_alive()
-        else:
-            ok, detail = sweeper_alive()
+        ok, detail = web_alive(port) if kind == "web" else beating(kind)
         if not ok:
             raise CommandError(detail)
         self.stdout.write(f"{kind} ok: {detail}")
