@@ -115,6 +115,12 @@ def _configured_secrets():
     return _secret_forms(tuple(getattr(settings, name, "") for name in names))
 
 
+def secrets_redacted(text):
+    """`text` with the configured secrets replaced, for text kept elsewhere
+    than the logs (an unforeseen error's message, stored and shown by the API)."""
+    return _redact(text, _configured_secrets())
+
+
 def _redact(value, secrets):
     if isinstance(value, str):
         for secret in secrets:

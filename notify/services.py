@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from core import metrics
 from core.exceptions import Conflict
-from core.logs import request_id_current
+from core.logs import request_id_current, secrets_redacted
 from notify.channels import DeliveryError, Outbox, PermanentError, RecipientBlocked, TransientError
 from notify.models import (
     FINAL_STATUSES,
@@ -322,7 +322,7 @@ def _attempt(outbox, notification):
         error = exc
     except Exception as exc:  # a bug or an unforeseen failure: retry, and keep the reason
         logger.exception("Unexpected error delivering notification %s", notification.pk)
-        error = TransientError(f"{type(exc).__name__}: {exc}")
+        error = TransientError(secrets_redacted(f"{type(exc).__name__}: {exc}"))
     return _Attempt(notification, started, timezone.now(), provider_message_id, error)
 
 

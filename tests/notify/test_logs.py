@@ -113,6 +113,9 @@ def test_deliver_keeps_the_bot_token_out_of_the_logs_of_an_unexpected_error(user
     assert "RuntimeError" in output  # the traceback is there, redacted
     (line,) = _attempt_lines(caplog)
     assert line.outcome == "retry" and "/bot[redacted]/sendMessage" in line.error
+    notification.refresh_from_db()  # the API shows these: the token stays out of them too
+    assert "/bot[redacted]/sendMessage" in notification.last_error
+    assert TELEGRAM_TEST_TOKEN not in notification.last_error + notification.attempt_log.get().error
 
 
 # ---- the request id, from the request to the worker ---------------------------------------------
