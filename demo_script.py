@@ -569,21 +569,22 @@ class Demo:
         return sorted(order_ids | set(self.manual_ids))
 
     def await_delivery(self) -> None:
-        if self.args.wait == 0:
+        waiting = self.args.wait > 0
+        if waiting:
+            self.section(f"Delivery (waiting up to {self.args.wait:g} s for final statuses)")
+            deadline = time.monotonic() + self.args.wait
+            self._await(deadline, self._socket_caught_up)
+            ids = self.demo_notification_ids()
+            self._await(deadline, lambda: self._poll(ids))
+            self._await(deadline, lambda: not self._missing_events())
+        else:
             self.section("Delivery (not waiting: --wait 0)")
             ids = self.demo_notification_ids()
             self._poll(ids)
-            for notification_id in ids:
-                self.out.line("    " + notification_text(self.notifications[notification_id]))
-            return
-        self.section(f"Delivery (waiting up to {self.args.wait:g} s for final statuses)")
-        deadline = time.monotonic() + self.args.wait
-        self._await(deadline, self._socket_caught_up, "the socket's notification.created events for the sends")
-        ids = self.demo_notification_ids()
-        self._await(deadline, lambda: self._poll(ids), "final statuses")
-        self._await(deadline, self._final_events_seen, "the socket's events for the final statuses")
         for notification_id in ids:
             self.out.line("    " + notification_text(self.notifications[notification_id]))
+        if not waiting:
+            return
         missing = self._missing_events()
         if missing:
             raise DemoFailed(f"live events: the socket never showed {', '.join(missing)}")
@@ -595,7 +596,8 @@ class Demo:
                 "is a worker running? See /health/celery/."
             )
 
-    def _await(self, deadline: float, done: Callable[[], bool], what: str) -> None:
+    def _await(self, deadline: float, done: Callable[[], bool]) -> None:
+        """Until `done()` or the deadline; the caller says what is still missing."""
         while not done():
             self.socket_check()
             if time.monotonic() >= deadline:
@@ -617,9 +619,6 @@ class Demo:
                 raise DemoFailed(f"delivery: GET {path} answered {response.status_code}: {error_text(response)}")
             self.notifications[notification_id] = response.json()
         return all(n["status"] in FINAL_STATUSES for n in self.notifications.values())
-
-    def _final_events_seen(self) -> bool:
-        return not self._missing_events()
 
     def _missing_events(self) -> list[str]:
         """Events the socket must have shown by now, given what the API says happened."""

@@ -81,6 +81,52 @@ def wait_until(predicate, deadline, what, interval=0.2, error=OutOfTime):
         time.sleep(interval)
 
 
+def remaining(deadline):
+    """Seconds left before `deadline` (time.monotonic()); OutOfTime once there are none."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise OutOfTime("the total timeout ran out")
+    return left
+
+
+# --- CPU accounting from /proc ---------------------------------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu():
+    """The whole machine's CPU seconds so far: busy, irq + softirq, steal and total."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:9]]  # user .. steal; guest time is inside user
+    total = sum(values)
+    busy = total - values[3] - values[4]  # idle, iowait
+    return {
+        "busy": busy / CLOCK_TICKS,
+        "irq": (values[5] + values[6]) / CLOCK_TICKS,
+        "steal": values[7] / CLOCK_TICKS,
+        "total": total / CLOCK_TICKS,
+    }
+
+
+def cpu_snapshot(parts):
+    """parts: {name: CPU seconds so far} of the benchmark's processes, with the machine's and the time."""
+    return {"parts": parts, **machine_cpu(), "at": time.monotonic()}
+
+
+def cpu_delta(before, after):
+    wall = after["at"] - before["at"]
+    parts = {name: max(0.0, after["parts"][name] - before["parts"].get(name, 0.0)) for name in after["parts"]}
+    capacity = after["total"] - before["total"]
+    busy_seconds = after["busy"] - before["busy"]
+    parts["irq+softirq"] = after["irq"] - before["irq"]  # mostly loopback TCP
+    parts["steal"] = after["steal"] - before["steal"]  # the hypervisor gave the time to another guest
+    # Processes this benchmark did not start (anything else running on the machine):
+    # a sign that the figures were measured on a machine that was not quiet.
+    parts["other processes"] = max(0.0, busy_seconds - sum(parts.values()))
+    busy = busy_seconds / capacity if capacity else 0.0
+    return {"wall": wall, "parts": parts, "machine_busy_fraction": busy}
+
+
 def percentile(sorted_values, fraction):
     """Nearest rank."""
     if not sorted_values:

@@ -65,21 +65,23 @@ import httpx
 import psycopg
 import redis
 from common import (
+    CLOCK_TICKS,
     ROOT,
     STOP_TIMEOUT_SECONDS,
     BenchError,
     OutOfTime,
     Processes,
     check_urls,
+    cpu_delta,
     free_port,
     machine,
     percentile,
+    remaining,
     reset_database,
     wait_until,
 )
 
 START_TIMEOUT_SECONDS = 60
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 STAFF_USERNAME = "krushnappan"  # core.services.DEMO_ADMIN_USERNAME, made by `seed_demo`
 STAFF_PASSWORD = "admin_password"
 STAFF_GROUP_KEY = "hub:layer:group:staff"  # channels-redis: f"{prefix}:group:{group}"
@@ -404,16 +406,7 @@ def _by_name(comm):
     return pids
 
 
-def _machine_busy():
-    """(busy, irq + softirq, steal, total) CPU seconds of the whole machine so far."""
-    with open("/proc/stat") as f:
-        values = [int(v) for v in f.readline().split()[1:9]]  # user .. steal; guest time is inside user
-    total = sum(values)
-    busy = total - values[3] - values[4]  # idle, iowait
-    return busy / CLOCK_TICKS, (values[5] + values[6]) / CLOCK_TICKS, values[7] / CLOCK_TICKS, total / CLOCK_TICKS
-
-
-def cpu_snapshot(parts):
+def cpu_now(parts):
     """parts: {name: pid}; adds every redis-server and postgres process and this driver."""
     seconds = Counter()
     for name, pid in parts.items():
@@ -425,22 +418,7 @@ def cpu_snapshot(parts):
                 seconds[name] += proc_cpu(pid)
     usage = os.times()
     seconds["driver"] = usage.user + usage.system
-    busy, irq, steal, total = _machine_busy()
-    return {"parts": seconds, "busy": busy, "irq": irq, "steal": steal, "total": total, "at": time.monotonic()}
-
-
-def cpu_delta(before, after):
-    wall = after["at"] - before["at"]
-    parts = {name: max(0.0, after["parts"][name] - before["parts"].get(name, 0.0)) for name in after["parts"]}
-    capacity = after["total"] - before["total"]
-    busy_seconds = after["busy"] - before["busy"]
-    parts["irq+softirq"] = after["irq"] - before["irq"]  # mostly loopback TCP
-    parts["steal"] = after["steal"] - before["steal"]  # the hypervisor gave the time to another guest
-    # Processes this benchmark did not start (anything else running on the machine):
-    # a sign that the figures were measured on a machine that was not quiet.
-    parts["other processes"] = max(0.0, busy_seconds - sum(parts.values()))
-    busy = busy_seconds / capacity if capacity else 0.0
-    return {"wall": wall, "parts": parts, "machine_busy_fraction": busy}
+    return common.cpu_snapshot(seconds)
 
 
 # --- setup ---------------------------------------------------------------------------
@@ -484,13 +462,6 @@ def app_fingerprint():
         newest = max(newest, path.stat().st_mtime)
     changed = datetime.datetime.fromtimestamp(newest, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return {"sha256": digest.hexdigest()[:12], "newest_change": changed}
-
-
-def remaining(deadline):
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise OutOfTime()
-    return left
 
 
 def wait_http(processes, url, deadline, what):
@@ -554,7 +525,7 @@ def fan_out(sockets, keys, change, interval, cpu_parts, expected_sockets, deadli
     """
     sockets.call("reset")
     requested, responded, durations = {}, {}, []
-    before = cpu_snapshot(cpu_parts)
+    before = cpu_now(cpu_parts)
     start = time.monotonic()
     for n, key in enumerate(keys):
         pause = start + n * interval - time.monotonic()
@@ -576,7 +547,7 @@ def fan_out(sockets, keys, change, interval, cpu_parts, expected_sockets, deadli
         if stats["matched"] >= expected or now - last_change >= settle or now >= deadline:
             break
         time.sleep(0.1)
-    cpu = cpu_delta(before, cpu_snapshot(cpu_parts))
+    cpu = cpu_delta(before, cpu_now(cpu_parts))
     results = sockets.call("results", timeout=120)
     written = created() if created else {}
     latencies, from_request, from_event, to_all, per_change = [], [], [], [], []
@@ -729,13 +700,13 @@ def run_idle(args, processes, sockets, token, deadline):
         f"(sockets open, nothing published) ..."
     )
     sockets.call("reset")
-    before = cpu_snapshot({"daphne": daphne.pid, "client": sockets.pid})
+    before = cpu_now({"daphne": daphne.pid, "client": sockets.pid})
     end = time.monotonic() + args.idle_seconds
     while time.monotonic() < end:
         processes.check_alive()
         remaining(deadline)
         time.sleep(min(1.0, max(0.0, end - time.monotonic())))
-    cpu = cpu_delta(before, cpu_snapshot({"daphne": daphne.pid, "client": sockets.pid}))
+    cpu = cpu_delta(before, cpu_now({"daphne": daphne.pid, "client": sockets.pid}))
     rss_end = proc_rss_kb(daphne.pid)
     stats = sockets.call("stats")
     log_end = processes.log_size("daphne-idle")

@@ -37,15 +37,18 @@ import httpx
 import psycopg
 import redis
 from common import (
+    CLOCK_TICKS,
     PYTHON,
     ROOT,
     BenchError,
     OutOfTime,
     Processes,
     check_urls,
+    cpu_delta,
     free_port,
     machine,
     percentile,
+    remaining,
     reset_database,
     wait_until,
 )
@@ -53,7 +56,6 @@ from common import (
 FINAL_STATUSES = ("sent", "failed", "skipped")
 START_TIMEOUT_SECONDS = 60
 TARGET_PER_SECOND = 500
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PASSWORD = "bench-Throughput-2024!"
 
 
@@ -149,14 +151,7 @@ def _processes():
     return found
 
 
-def _machine_busy():
-    with open("/proc/stat") as f:
-        values = [int(v) for v in f.readline().split()[1:]]
-    idle = values[3] + values[4]  # idle + iowait
-    return (sum(values) - idle) / CLOCK_TICKS, sum(values) / CLOCK_TICKS
-
-
-def cpu_snapshot(hub, sink):
+def cpu_now(hub, sink):
     """CPU seconds so far for each part of the benchmark. Each tick is counted
     once: in a live process, or in the parent that reaped it (this is how a
     PostgreSQL backend that closed its connection stays counted)."""
@@ -175,16 +170,7 @@ def cpu_snapshot(hub, sink):
             totals["redis"] += seconds
     usage = os.times()
     totals["driver"] = usage.user + usage.system
-    busy, total = _machine_busy()
-    return {"parts": totals, "busy": busy, "total": total, "at": time.monotonic()}
-
-
-def cpu_delta(before, after):
-    wall = after["at"] - before["at"]
-    parts = {name: after["parts"][name] - before["parts"].get(name, 0.0) for name in after["parts"]}
-    busy = after["busy"] - before["busy"]
-    capacity = after["total"] - before["total"]
-    return {"wall": wall, "parts": parts, "machine_busy_fraction": busy / capacity if capacity else 0.0}
+    return common.cpu_snapshot(totals)
 
 
 # --- optional profile of the worker with py-spy -------------------------------
@@ -307,13 +293,6 @@ def parse_args(argv):
     if args.count < 1 or args.threads < 1 or not 1 <= args.batch <= 1000:
         parser.error("--count and --threads must be positive, --batch between 1 and 1000")
     return args
-
-
-def remaining(deadline):
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise OutOfTime("the total timeout ran out")
-    return left
 
 
 def register(client):
@@ -470,7 +449,7 @@ def report(info):
             f"machine busy {100 * cpu['machine_busy_fraction']:.0f}% of {m['nproc']} cores"
         )
         for name, seconds in sorted(cpu["parts"].items(), key=lambda kv: -kv[1]):
-            print(f"             {name:10} {seconds:7.1f} s  ({100 * seconds / wall:5.1f}% of one core)")
+            print(f"             {name:15} {seconds:7.1f} s  ({100 * seconds / wall:5.1f}% of one core)")
     if info.get("profile_summary"):
         print(f"profile      py-spy ({p['profile']}) of the worker process: {info.get('profile_path')}")
         print(info["profile_summary"])
@@ -538,11 +517,11 @@ def run(args):
             if args.profile:
                 profile = start_profile(hub, log_dir, args.profile)
             exit_code = 1  # from here on, a failure still has something to report
-            before = cpu_snapshot(hub, sink)
+            before = cpu_now(hub, sink)
             info["post_seconds"] = post_all(client, token, args.count, args.batch, deadline)
         with psycopg.connect(args.database_url, autocommit=True) as conn:
             counts, completed = wait_final(conn, args.count, deadline, sink, hub)
-            info["cpu"] = cpu_delta(before, cpu_snapshot(hub, sink))
+            info["cpu"] = cpu_delta(before, cpu_now(hub, sink))
             if profile:
                 path = stop_profile(profile)
                 profile = None

@@ -1,4 +1,6 @@
-"""Payloads from the seed's API flow, and assertions shared by the API tests."""
+"""Payloads from the seed's API flow, assertions shared by the API tests, and the Procfile."""
+
+from pathlib import Path
 
 # demo_script.py sends the seed's payloads; the tests use the same ones.
 from demo_script import (  # noqa: F401
@@ -22,3 +24,13 @@ def assert_validation_error(response, *fields):
     for messages in error["fields"].values():
         assert isinstance(messages, list) and messages
     return error
+
+
+def procfile_entries():
+    """{process: command} of the Procfile, the commands `make run` starts."""
+    entries = {}
+    for line in (Path(__file__).resolve().parents[1] / "Procfile").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, command = line.partition(":")
+            entries[name.strip()] = command.strip()
+    return entries

@@ -15,6 +15,8 @@ import pytest
 import yaml
 from django.core.management import get_commands
 
+from tests.helpers import procfile_entries
+
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
@@ -51,15 +53,6 @@ def compose_env(service):
     return {name: compose_value(value) for name, value in SERVICES[service].get("environment", {}).items()}
 
 
-def procfile():
-    entries = {}
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            name, _, command = line.partition(":")
-            entries[name.strip()] = command.strip()
-    return entries
-
-
 def command_tokens(command):
     return shlex.split(command) if isinstance(command, str) else [str(token) for token in command]
 
@@ -85,7 +78,7 @@ def match_procfile(procfile_command, compose_command):
 
 
 def web_port():
-    return match_procfile(procfile()["web"], SERVICES["web"]["command"])["PORT"]
+    return match_procfile(procfile_entries()["web"], SERVICES["web"]["command"])["PORT"]
 
 
 def dockerfile_instructions():
@@ -96,7 +89,7 @@ def dockerfile_instructions():
 
 
 def test_compose_services_run_the_procfile_commands():
-    entries = procfile()
+    entries = procfile_entries()
 
     for service, entry in PROCFILE_SERVICES.items():
         match_procfile(entries[entry], SERVICES[service]["command"])
@@ -104,7 +97,7 @@ def test_compose_services_run_the_procfile_commands():
 
 
 def test_compose_web_listens_where_it_is_published_and_probed():
-    bound = match_procfile(procfile()["web"], SERVICES["web"]["command"])
+    bound = match_procfile(procfile_entries()["web"], SERVICES["web"]["command"])
     port = bound["PORT"]
 
     # All interfaces: inside its container, loopback is unreachable from the host.
@@ -226,7 +219,7 @@ def test_dockerfile_keeps_secrets_out_of_the_image():
 
 def test_dockerfile_exposes_and_runs_the_web_process():
     instructions = dict((name.upper(), args) for name, args in dockerfile_instructions())
-    bound = match_procfile(procfile()["web"], json.loads(instructions["CMD"]))
+    bound = match_procfile(procfile_entries()["web"], json.loads(instructions["CMD"]))
 
     assert bound["PORT"] == web_port()
     assert web_port() in instructions["EXPOSE"].split()

@@ -17,9 +17,10 @@ from websockets.sync.client import connect
 from core.models import User
 from notify.models import Notification, NotificationStatus
 from tests.conftest import TELEGRAM_TEST_TOKEN
-from tests.e2e.conftest import ROOT, START_TIMEOUT_SECONDS, api_client, token_for, wait_until
+from tests.e2e.conftest import START_TIMEOUT_SECONDS, api_client, token_for, wait_until
 from tests.factories import PASSWORD, UserFactory
 from tests.fakes import free_port
+from tests.helpers import procfile_entries
 
 pytestmark = pytest.mark.e2e
 
@@ -31,18 +32,10 @@ NEW_ID = re.compile(r"[0-9a-f]{32}")
 RUN_IN_SHELL = "import os, sys; os.execvp('sh', ['sh', '-c', 'exec ' + sys.argv[1]])"
 
 
-def _procfile_command(name):
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        entry, _, command = line.partition(":")
-        if entry.strip() == name and not line.lstrip().startswith("#"):
-            return command.strip()
-    raise AssertionError(f"no {name} in the Procfile")
-
-
 def _start_procfile_web(hub):
     """The Procfile's web command as written, beside the fixture's own Daphne;
     returns its base URL."""
-    command = _procfile_command("web")
+    command = procfile_entries()["web"]
     assert shlex.split(command)[0] == "daphne"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
