@@ -86,10 +86,17 @@ def notifications_enqueue(ids_with_priority, *, delay_ms=None, request_id=None):
     message, and mark the rows queued as of now. `request_id` is the request
     that caused the sends, if any.
 
-    Restarting `queued_at` on rows the sweeper enqueues again keeps a slow
-    queue from being flooded with copies. If the broker is down the rows stay
-    as they are and the sweeper tries again.
+    The rows are marked first, and the messages sent after: a worker takes a
+    message at once, and its claim skips rows locked by an update still under
+    way, which would then wait for the sweeper. Restarting `queued_at` on rows
+    the sweeper enqueues again keeps a slow queue from being flooded with
+    copies. If the broker is down the rows stay queued without a message, and
+    the sweeper enqueues them again after NOTIFY_STALE_AFTER_SECONDS.
     """
+    waiting = [NotificationStatus.PENDING, NotificationStatus.QUEUED]
+    Notification.objects.filter(pk__in=[pk for pk, _ in ids_with_priority], status__in=waiting).update(
+        status=NotificationStatus.QUEUED, queued_at=timezone.now()
+    )
     by_actor = defaultdict(list)
     for pk, priority in ids_with_priority:
         by_actor[deliver_actor_for(priority)].append(pk)
@@ -98,10 +105,6 @@ def notifications_enqueue(ids_with_priority, *, delay_ms=None, request_id=None):
         for start in range(0, len(ids), size):
             batch = ids[start : start + size]
             actor.send_with_options(args=(batch,), kwargs={"request_id": request_id}, delay=delay_ms)
-    waiting = [NotificationStatus.PENDING, NotificationStatus.QUEUED]
-    Notification.objects.filter(pk__in=[pk for pk, _ in ids_with_priority], status__in=waiting).update(
-        status=NotificationStatus.QUEUED, queued_at=timezone.now()
-    )
 
 
 def _request_hash(payload):

@@ -5,7 +5,7 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
-from dramatiq import get_broker
+from dramatiq import Actor, get_broker
 from dramatiq.brokers.stub import StubBroker
 
 from core.exceptions import Conflict
@@ -165,6 +165,23 @@ def test_enqueue_puts_batch_size_ids_in_a_message(user, settings, django_capture
         rows, _ = services.notifications_bulk_send(sender=user, items=items)
 
     assert _batches() == [[r.pk for r in rows[:2]], [r.pk for r in rows[2:4]], [rows[4].pk]]
+
+
+def test_enqueue_marks_the_rows_queued_before_a_worker_can_take_the_message(user, monkeypatch):
+    # A worker takes a message the moment it is sent. Rows still being marked
+    # queued then are locked, and its claim (SKIP LOCKED) would pass them by.
+    rows = [_send(user, recipient=f"u{i}@example.com") for i in range(3)]
+    seen = []
+    real_send = Actor.send_with_options
+
+    def send_and_look(actor, *, args, **options):
+        seen.append(list(Notification.objects.filter(pk__in=args[0]).values_list("status", flat=True)))
+        return real_send(actor, args=args, **options)
+
+    monkeypatch.setattr(Actor, "send_with_options", send_and_look)
+    services.notifications_enqueue([(n.pk, n.priority) for n in rows])
+
+    assert seen == [[S.QUEUED] * 3]
 
 
 # ---- delivery -------------------------------------------------------------------------
