@@ -9,32 +9,11 @@ from rest_framework.views import APIView
 
 from core import services
 from core.serializers import (
-    RegisterSerializer,
     TokenCheckSerializer,
     TokenRequestSerializer,
     TokenSerializer,
-    UserSerializer,
 )
 from core.throttles import LoginUsernameThrottle
-
-
-class RegisterApi(APIView):
-    authentication_classes = []
-    permission_classes = [AllowAny]
-    throttle_classes = [ScopedRateThrottle]
-    throttle_scope = "auth"
-
-    @swagger_auto_schema(
-        operation_summary="Register a user",
-        request_body=RegisterSerializer,
-        responses={201: UserSerializer},
-        security=[],
-    )
-    def post(self, request):
-        serializer = RegisterSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        user = services.user_register(**serializer.validated_data)
-        return Response(UserSerializer(user).data, status=status.HTTP_201_CREATED)
 
 
 class TokenApi(APIView):

@@ -13,3 +13,14 @@ class TokenAuthentication(KnoxTokenAuthentication):
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("Invalid token.") from None
         return super().authenticate_credentials(token)
+
+
+class OptionalTokenAuthentication(TokenAuthentication):
+    """For public endpoints that tell staff more: a bad or expired token makes
+    the caller anonymous instead of answering 401, so a probe never fails on it."""
+
+    def authenticate(self, request):
+        try:
+            return super().authenticate(request)
+        except exceptions.AuthenticationFailed:
+            return None

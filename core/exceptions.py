@@ -36,6 +36,11 @@ class Conflict(ApplicationError):
     code = "conflict"
 
 
+class Forbidden(ApplicationError):
+    status_code = status.HTTP_403_FORBIDDEN
+    code = "permission_denied"
+
+
 def error_body(code, message, **extra):
     return {"error": {"code": code, "message": message, **extra}}
 

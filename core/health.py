@@ -5,6 +5,9 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 from drf_yasg import openapi
 from drf_yasg.utils import swagger_auto_schema
+
+from core.authentication import OptionalTokenAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -69,16 +72,26 @@ health_schema = openapi.Schema(
 )
 
 
-class HealthApi(APIView):
-    """Public: one ok flag per component the hub runs on."""
+def _for(request, body, status):
+    """Staff get the details (reasons name hosts; workers, pids; queues, depths); anyone else the bare status."""
+    if not request.user.is_staff:
+        body = {"status": body["status"]}
+    return Response(body, status=status)
 
-    authentication_classes = []
+
+_details_note = "Anyone gets `status`; staff also get the details."
+
+
+class HealthApi(APIView):
+    """Public: the hub's status; for staff, one ok flag per component it runs on."""
+
+    authentication_classes = [OptionalTokenAuthentication, SessionAuthentication]
     permission_classes = [AllowAny]
 
     @swagger_auto_schema(
         operation_summary="System health",
+        operation_description=_details_note,
         responses={200: health_schema, 503: openapi.Response("A component is down", health_schema)},
-        security=[],
     )
     def get(self, request):
         components = {"database": _component(*database_check())}
@@ -91,7 +104,7 @@ class HealthApi(APIView):
             "mode": "services" if settings.REDIS_URL else "embedded",
             "components": components,
         }
-        return Response(body, status=200 if healthy else 503)
+        return _for(request, body, 200 if healthy else 503)
 
 
 redis_health_schema = openapi.Schema(
@@ -104,22 +117,21 @@ redis_health_schema = openapi.Schema(
 
 
 class RedisHealthApi(APIView):
-    authentication_classes = []
+    authentication_classes = [OptionalTokenAuthentication, SessionAuthentication]
     permission_classes = [AllowAny]
 
     @swagger_auto_schema(
         operation_summary="Redis health",
-        operation_description="200 `not_configured` in embedded mode (no `REDIS_URL`).",
+        operation_description="200 `not_configured` in embedded mode (no `REDIS_URL`). " + _details_note,
         responses={200: redis_health_schema, 503: openapi.Response("Redis is down", redis_health_schema)},
-        security=[],
     )
     def get(self, request):
         if not settings.REDIS_URL:
-            return Response({"status": "not_configured", "reason": "REDIS_URL is not set (embedded mode)."})
+            return _for(request, {"status": "not_configured", "reason": "REDIS_URL is not set (embedded mode)."}, 200)
         ok, reason = redis_check()
         if ok:
-            return Response({"status": "ok"})
-        return Response({"status": "unhealthy", "reason": reason}, status=503)
+            return _for(request, {"status": "ok"}, 200)
+        return _for(request, {"status": "unhealthy", "reason": reason}, 503)
 
 
 worker_health_schema = openapi.Schema(
@@ -143,15 +155,15 @@ worker_health_schema = openapi.Schema(
 
 
 class WorkerHealthApi(APIView):
-    """Public: the notification workers' heartbeats and queue depths."""
+    """Public: whether a notification worker is alive; for staff, their heartbeats and queue depths."""
 
-    authentication_classes = []
+    authentication_classes = [OptionalTokenAuthentication, SessionAuthentication]
     permission_classes = [AllowAny]
 
     @swagger_auto_schema(
         operation_summary="Worker health (also at /health/celery/)",
+        operation_description=_details_note,
         responses={200: worker_health_schema, 503: openapi.Response("No live worker", worker_health_schema)},
-        security=[],
     )
     def get(self, request):
         from notify.heartbeat import heartbeats_recent, queue_depths
@@ -159,7 +171,7 @@ class WorkerHealthApi(APIView):
         try:
             workers, queues = heartbeats_recent(), queue_depths()
         except redis.RedisError as exc:
-            return Response({"status": "unhealthy", "reason": f"redis unreachable: {exc}"}, status=503)
+            return _for(request, {"status": "unhealthy", "reason": f"redis unreachable: {exc}"}, 503)
         body = {
             "status": "ok" if workers else "unhealthy",
             "workers": workers,
@@ -168,4 +180,4 @@ class WorkerHealthApi(APIView):
         }
         if not workers:
             body["reason"] = _no_worker_reason()
-        return Response(body, status=200 if workers else 503)
+        return _for(request, body, 200 if workers else 503)

@@ -18,10 +18,11 @@ class StrictInputMixin:
 
 class UserSerializer(serializers.ModelSerializer):
     is_admin = serializers.BooleanField(read_only=True)
+    email_verified = serializers.BooleanField(read_only=True, help_text="Whether the account proved its email.")
 
     class Meta:
         model = User
-        fields = ["id", "username", "email", "first_name", "last_name", "is_admin", "date_joined"]
+        fields = ["id", "username", "email", "email_verified", "first_name", "last_name", "is_admin", "date_joined"]
         read_only_fields = fields
 
 
@@ -35,6 +36,10 @@ class RegisterSerializer(StrictInputMixin, serializers.Serializer):
     email = serializers.EmailField(max_length=254)
     first_name = serializers.CharField(max_length=150, required=False, allow_blank=True, default="")
     last_name = serializers.CharField(max_length=150, required=False, allow_blank=True, default="")
+
+
+class VerifySerializer(StrictInputMixin, serializers.Serializer):
+    code = serializers.CharField(max_length=100, help_text="The code from the verification mail.")
 
 
 class TokenRequestSerializer(StrictInputMixin, serializers.Serializer):

@@ -1,4 +1,17 @@
-from rest_framework.throttling import SimpleRateThrottle
+import math
+from functools import wraps
+
+from django.http import HttpResponse
+from django.utils.html import escape
+from rest_framework.throttling import ScopedRateThrottle, SimpleRateThrottle
+
+
+def _username(request):
+    data = getattr(request, "data", None)
+    if data is None:  # a plain Django request: the admin's sign-in form
+        data = request.POST
+    username = data.get("username") if hasattr(data, "get") else None
+    return username if isinstance(username, str) and username else None
 
 
 class LoginUsernameThrottle(SimpleRateThrottle):
@@ -7,7 +20,30 @@ class LoginUsernameThrottle(SimpleRateThrottle):
     scope = "login_username"
 
     def get_cache_key(self, request, view):
-        username = request.data.get("username") if isinstance(request.data, dict) else None
-        if not isinstance(username, str) or not username:
+        username = _username(request)
+        if username is None:
             return None
         return self.cache_format % {"scope": self.scope, "ident": username.lower()[:150]}
+
+
+class _AuthScope:
+    throttle_scope = "auth"
+
+
+def login_throttled(login_view):
+    """The admin's sign-in, held to the API's sign-in throttles: per address
+    and per username (AUTH_THROTTLE_RATE). Only a form post counts."""
+
+    @wraps(login_view)
+    def view(request, *args, **kwargs):
+        if request.method == "POST":
+            for throttle in (ScopedRateThrottle(), LoginUsernameThrottle()):
+                if not throttle.allow_request(request, _AuthScope()):
+                    wait = math.ceil(throttle.wait() or 1)
+                    message = f"Too many sign-in attempts. Try again in {wait} seconds."
+                    response = HttpResponse(f"<h1>{escape(message)}</h1>", status=429)
+                    response["Retry-After"] = str(wait)
+                    return response
+        return login_view(request, *args, **kwargs)
+
+    return view

@@ -33,6 +33,8 @@ class NotificationKind(models.TextChoices):
     MANUAL = "manual"
     ORDER_CREATED = "order_created"
     ORDER_STATUS_CHANGED = "order_status_changed"
+    # The code a registration mails to prove the address; only staff see the row.
+    EMAIL_VERIFICATION = "email_verification"
 
 
 class Notification(models.Model):

@@ -236,6 +236,31 @@ def notifications_for_order_event(*, order_event):
 
 
 @transaction.atomic
+def email_verification_notify(*, user, code):
+    """The mail with `user`'s verification code, as a ledger row like any other.
+
+    It has no sender and no customer, so only staff see it: the code in its
+    body must reach the address alone, not the account that asked for it.
+    """
+    context = {"user": user, "code": code, "hours": round(settings.EMAIL_VERIFICATION_TTL.total_seconds() / 3600)}
+    template = f"notify/{NotificationKind.EMAIL_VERIFICATION}"
+    title = " ".join(render_to_string(f"{template}/subject.txt", context).split())
+    row = _build(
+        kind=NotificationKind.EMAIL_VERIFICATION,
+        channel=Channel.EMAIL,
+        recipient=user.email,
+        title=title,
+        message=render_to_string(f"{template}/body.txt", context).strip(),
+        html_message=render_to_string(f"{template}/body.html", {"title": title, **context}),
+        priority=Priority.HIGH,
+    )
+    row.save()
+    notifications_enqueue_on_commit([row])
+    events_record([events.notification_created(row)])
+    return row
+
+
+@transaction.atomic
 def notification_retry(*, notification, by):
     """Staff: send a failed notification again, with a fresh retry budget."""
     updated = Notification.objects.filter(pk=notification.pk, status=NotificationStatus.FAILED).update(

@@ -1,12 +1,15 @@
 from drf_yasg.utils import swagger_auto_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.permissions import IsAuthenticated
+from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
 
 from core.permissions import IsStaff
 from core.schema import error_response
-from orders import selectors, services
+from core.serializers import RegisterSerializer, UserSerializer, VerifySerializer
+from orders import accounts, selectors, services
 from orders.filters import CustomerFilter, OrderFilter
 from orders.models import Customer, Order
 from orders.serializers import (
@@ -20,8 +23,70 @@ from orders.serializers import (
 )
 
 
+class RegisterApi(APIView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "auth"
+
+    @swagger_auto_schema(
+        operation_summary="Register a user",
+        operation_description="The account's email is unverified until the code mailed to it is posted "
+        "to `/api/v1/auth/verify/`.",
+        request_body=RegisterSerializer,
+        responses={201: UserSerializer},
+        security=[],
+    )
+    def post(self, request):
+        serializer = RegisterSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = accounts.account_register(**serializer.validated_data)
+        return Response(UserSerializer(user).data, status=status.HTTP_201_CREATED)
+
+
+class VerifyApi(APIView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "auth"
+
+    @swagger_auto_schema(
+        operation_summary="Verify an account's email",
+        operation_description="Takes the code from the verification mail; it works once, within "
+        "`EMAIL_VERIFICATION_TTL_HOURS`. A customer record made with this email by someone else, "
+        "and owned by no verified account, becomes this account's.",
+        request_body=VerifySerializer,
+        responses={
+            200: UserSerializer,
+            400: error_response("`invalid_code` or `code_expired`"),
+            409: error_response("`email_taken`: another account verified this email"),
+        },
+        security=[],
+    )
+    def post(self, request):
+        serializer = VerifySerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = accounts.account_verify(**serializer.validated_data)
+        return Response(UserSerializer(user).data)
+
+
+class VerifyResendApi(APIView):
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "verify_resend"
+
+    @swagger_auto_schema(
+        operation_summary="Mail a new verification code",
+        operation_description="The code sent before stops working. Throttled (`VERIFY_RESEND_THROTTLE_RATE`).",
+        request_body=None,
+        responses={202: "", 409: error_response("`already_verified`")},
+    )
+    def post(self, request):
+        accounts.account_verification_resend(user=request.user)
+        return Response(status=status.HTTP_202_ACCEPTED)
+
+
 class CustomerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Customers you created or that carry your email; staff see all."""
+    """Customers you own, and those you created that no one owns yet; staff see all."""
 
     serializer_class = CustomerSerializer
     filterset_class = CustomerFilter
@@ -125,8 +190,8 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
 
     @swagger_auto_schema(
         operation_summary="Place an order",
-        operation_description="The customer is the one with your email (created if absent); "
-        "the tracking number is generated; the order starts pending.",
+        operation_description="The customer is the record linked to your account (made from your "
+        "name and email on your first order); the tracking number is generated; the order starts pending.",
         request_body=OrderCreateSerializer,
         responses={201: OrderDetailSerializer},
     )

@@ -32,6 +32,14 @@ def validate_telegram_chat_id(value):
 
 
 class Customer(models.Model):
+    """A person orders are placed for and notifications go to.
+
+    It belongs to the account linked as its `owner` (set by the hub: the
+    record an account's first order makes, or one the account claims by
+    verifying the record's email) and, until it has an owner, to the account
+    that created it. A matching email alone grants nothing.
+    """
+
     name = models.CharField(max_length=200)
     email = models.EmailField(max_length=254)
     phone = models.CharField(max_length=16, blank=True, validators=[phone_validator])
@@ -43,18 +51,15 @@ class Customer(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="customers_created"
     )
+    owner = models.OneToOneField(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="customer"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        constraints = [
-            models.UniqueConstraint(
-                Lower("email"),
-                name="orders_customer_email_ci_unique",
-                violation_error_message="A customer with this email already exists.",
-            ),
-        ]
+        indexes = [models.Index(Lower("email"), name="orders_customer_email_ci")]
 
     def __str__(self):
         return f"{self.name} <{self.email}>"

@@ -1,44 +1,41 @@
 """Reads, and who may see what: staff everything; a user the customers they
-created or that carry their email, and the orders of those customers or that
-they placed. Anything else does not exist for them (404)."""
+own, and those they created that no one owns yet; the orders of those
+customers and the orders they placed. Anything else does not exist for them
+(404). An email, verified or not, widens nothing by itself."""
 
-from django.contrib.auth import get_user_model
 from django.db.models import Prefetch, Q
-from django.db.models.functions import Lower
 
 from orders.models import Customer, NotificationPreference, Order, OrderEvent
+
+
+def _customers_of(user, prefix=""):
+    """The customers `user` may see, as a filter (on `prefix`, e.g. "customer__")."""
+    return Q(**{f"{prefix}owner": user}) | Q(**{f"{prefix}created_by": user, f"{prefix}owner__isnull": True})
 
 
 def customer_list(*, user):
     customers = Customer.objects.all()
     if user.is_staff:
         return customers
-    mine = Q(created_by=user)
-    if user.email:
-        mine |= Q(email__iexact=user.email)
-    return customers.filter(mine)
+    return customers.filter(_customers_of(user))
 
 
 def order_list(*, user):
     orders = Order.objects.select_related("customer")
     if user.is_staff:
         return orders
-    return orders.filter(Q(created_by=user) | Q(customer__in=customer_list(user=user)))
+    return orders.filter(Q(created_by=user) | _customers_of(user, prefix="customer__"))
 
 
 def customer_viewer_ids(customers):
     """The other side of customer_list: {customer pk: ids of the users, staff
-    aside, who may see it}."""
-    viewers = {customer.pk: {customer.created_by_id} - {None} for customer in customers}
-    by_email = {}
-    for customer in customers:
-        by_email.setdefault(customer.email.lower(), []).append(customer.pk)
-    if by_email:
-        users = get_user_model().objects.annotate(email_lower=Lower("email")).filter(email_lower__in=by_email)
-        for user_pk, email in users.values_list("pk", "email_lower"):
-            for customer_pk in by_email[email]:
-                viewers[customer_pk].add(user_pk)
-    return viewers
+    aside, who may see it}: its owner, or else its creator."""
+    return {c.pk: {c.created_by_id if c.owner_id is None else c.owner_id} - {None} for c in customers}
+
+
+def customer_owned_by(user):
+    """The customer record linked to `user`, or None."""
+    return Customer.objects.filter(owner=user).first()
 
 
 def order_viewer_ids(orders, by_customer=None):

@@ -1,11 +1,13 @@
 import secrets
 from decimal import Decimal
 
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from core.exceptions import ApplicationError, Conflict
+from core.exceptions import ApplicationError, Conflict, Forbidden
 from notify.services import notifications_for_order_event
 from orders.models import (
     Customer,
@@ -15,10 +17,14 @@ from orders.models import (
     OrderEventKind,
     order_status_next,
 )
+from orders.selectors import customer_owned_by
 from realtime import events
 from realtime.services import events_record
 
 CUSTOMER_FIELDS = {"name", "email", "phone", "telegram_chat_id", "address", "city", "country", "postal_code"}
+# Where a customer's notifications go: only its verified owner or staff
+# change these once it has an owner.
+CUSTOMER_DESTINATION_FIELDS = {"email", "telegram_chat_id"}
 PREFERENCE_FIELDS = {"email_enabled", "telegram_enabled", "order_updates", "promotional"}
 ORDER_UPDATE_FIELDS = {"tracking_number", "notes", "shipping_address", "shipping_method", "total_amount", "currency"}
 
@@ -29,9 +35,30 @@ def _random_code(length):
     return "".join(secrets.choice(_CODE_ALPHABET) for _ in range(length))
 
 
-def _customer_check_unique_email(*, email, exclude_pk=None):
-    if Customer.objects.filter(email__iexact=email).exclude(pk=exclude_pk).exists():
-        raise ValidationError({"email": ["A customer with this email already exists."]})
+def _customer_check_unique_email(*, by, email, exclude_pk=None):
+    """One record per email among those `by` created or owns. Other people's
+    records are not looked at: the answer must not tell which addresses the
+    hub knows."""
+    mine = Customer.objects.filter(Q(created_by=by) | Q(owner=by), email__iexact=email).exclude(pk=exclude_pk)
+    if by is not None and mine.exists():
+        raise ValidationError({"email": ["You already have a customer with this email."]})
+
+
+def _customer_check_may_redirect(*, customer, by, fields):
+    """Only the owner, once verified, or staff may change where an owned
+    record's notifications go; its creator may while no one owns it."""
+    changing = {name for name in CUSTOMER_DESTINATION_FIELDS & set(fields) if getattr(customer, name) != fields[name]}
+    if not changing or by.is_staff:
+        return
+    if customer.owner_id is None and customer.created_by_id == by.pk:
+        return
+    if customer.owner_id == by.pk and not by.email_verified:
+        raise Forbidden(
+            "Verify your email before you change where this customer's notifications go.",
+            code="email_not_verified",
+        )
+    if customer.owner_id != by.pk:
+        raise Forbidden("Only this customer's owner or staff may change where its notifications go.")
 
 
 def _order_check_unique(*, exclude_pk=None, **fields):
@@ -45,19 +72,14 @@ def _order_check_unique(*, exclude_pk=None, **fields):
 
 
 @transaction.atomic
-def customer_create(*, by, name, email, **fields):
+def customer_create(*, by, name, email, owner=None, **fields):
     unknown = set(fields) - CUSTOMER_FIELDS
     if unknown:
         raise TypeError(f"unknown customer fields: {sorted(unknown)}")
-    _customer_check_unique_email(email=email)
-    customer = Customer(name=name, email=email, created_by=by, **fields)
+    _customer_check_unique_email(by=by, email=email)
+    customer = Customer(name=name, email=email, created_by=by, owner=owner, **fields)
     customer.full_clean(validate_unique=False, validate_constraints=False)
-    try:
-        with transaction.atomic():
-            customer.save()
-    except IntegrityError:
-        _customer_check_unique_email(email=email)
-        raise
+    customer.save()
     NotificationPreference.objects.create(customer=customer)
     return customer
 
@@ -68,18 +90,14 @@ def customer_update(*, customer, by, **fields):
     if unknown:
         raise TypeError(f"unknown customer fields: {sorted(unknown)}")
     customer = Customer.objects.select_for_update().get(pk=customer.pk)
+    _customer_check_may_redirect(customer=customer, by=by, fields=fields)
     if "email" in fields:
-        _customer_check_unique_email(email=fields["email"], exclude_pk=customer.pk)
+        _customer_check_unique_email(by=by, email=fields["email"], exclude_pk=customer.pk)
     changed = {name for name, value in fields.items() if getattr(customer, name) != value}
     for name, value in fields.items():
         setattr(customer, name, value)
     customer.full_clean(validate_unique=False, validate_constraints=False)
-    try:
-        with transaction.atomic():
-            customer.save()
-    except IntegrityError:
-        _customer_check_unique_email(email=customer.email, exclude_pk=customer.pk)
-        raise
+    customer.save()
     if changed:
         events_record([events.customer_updated(customer, changed)])
     return customer
@@ -109,17 +127,49 @@ def preferences_update(*, customer, by, **fields):
 
 
 def _customer_for_user(user):
-    """The customer record that carries the user's email, made on first order."""
+    """The customer record linked to `user`. The first time, the one `user`
+    made with their own email, else a new one with their name and email;
+    never a record someone else made."""
+    customer = customer_owned_by(user)
+    if customer is not None:
+        return customer
     if not user.email:
         raise ApplicationError(
-            "Your account has no email address, so no customer record can be found for it.",
+            "Your account has no email address, so no customer record can be made for it.",
             code="no_customer_email",
         )
-    customer = Customer.objects.filter(email__iexact=user.email).first()
-    if customer is None:
-        name = user.get_full_name() or user.get_username()
-        customer = customer_create(by=user, name=name, email=user.email)
-    return customer
+    # Serialises a user's first orders, so they link one record, not two.
+    get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+    customer = customer_owned_by(user)
+    if customer is not None:
+        return customer
+    made = Customer.objects.filter(created_by=user, owner__isnull=True, email__iexact=user.email).first()
+    if made is not None:
+        made.owner = user
+        made.save(update_fields=["owner", "updated_at"])
+        return made
+    return customer_create(by=user, owner=user, name=user.get_full_name() or user.get_username(), email=user.email)
+
+
+@transaction.atomic
+def customer_claim(*, user):
+    """After `user` verified their email: link the oldest record carrying it
+    that no verified account owns, if `user` has none linked yet. Its creator
+    loses sight of it. Returns the record claimed, or None."""
+    if not user.email_verified or customer_owned_by(user) is not None:
+        return None
+    claimable = (
+        Customer.objects.select_for_update(of=("self",))
+        .filter(email__iexact=user.email)
+        .filter(Q(owner__isnull=True) | Q(owner__email_verified_at__isnull=True))
+        .order_by("created_at", "id")
+        .first()
+    )
+    if claimable is None:
+        return None
+    claimable.owner = user
+    claimable.save(update_fields=["owner", "updated_at"])
+    return claimable
 
 
 def _new_order_number():

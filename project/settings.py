@@ -222,6 +222,8 @@ REST_KNOX = {
     "AUTH_HEADER_PREFIX": "Token",
     "AUTO_REFRESH": False,
 }
+# How long the code a registration mails for verifying the email works.
+EMAIL_VERIFICATION_TTL = timedelta(hours=env.float("EMAIL_VERIFICATION_TTL_HOURS", default=24))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -245,6 +247,8 @@ REST_FRAMEWORK = {
         "auth": env.str("AUTH_THROTTLE_RATE", default="10/minute"),
         "login_username": env.str("AUTH_THROTTLE_RATE", default="10/minute"),
         "notify_send": env.str("NOTIFY_THROTTLE_RATE", default="120/minute"),
+        # Each resend is a mail to an address that may not be the caller's.
+        "verify_resend": env.str("VERIFY_RESEND_THROTTLE_RATE", default="3/hour"),
     },
     "NUM_PROXIES": NUM_PROXIES,
     "TEST_REQUEST_DEFAULT_FORMAT": "json",

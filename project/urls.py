@@ -4,6 +4,7 @@ from django.urls import include, path, re_path
 from core import health, metrics
 from core.exceptions import json_page_not_found, json_server_error
 from core.schema import schema_view
+from core.throttles import login_throttled
 
 api_v1 = [
     path("", include("core.urls")),
@@ -13,6 +14,8 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    # Before the admin's own routes, so its sign-in is throttled like the API's.
+    path("admin/login/", login_throttled(admin.site.login), name="admin-login"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     re_path(r"^api/schema\.(?P<format>json)$", schema_view.without_ui(cache_timeout=0), name="schema-json"),

@@ -1,13 +1,17 @@
 """Who is on the other end of a socket, and whether the page that opened it is ours."""
 
+from importlib import import_module
 from urllib.parse import parse_qs, urlsplit
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+from knox.models import AuthToken
 from rest_framework import exceptions
 
 from core.authentication import TokenAuthentication
-from realtime.services import ticket_redeem
+from realtime.services import Credential, ticket_redeem
 
 
 def _header(scope, name):
@@ -29,27 +33,50 @@ def origin_allowed(scope):
     return urlsplit(origin).netloc == host or origin in settings.CSRF_TRUSTED_ORIGINS
 
 
-@database_sync_to_async
-def _token_user(header):
+def _token_credential(header):
     prefix, _, key = header.partition(b" ")
     if prefix.lower() != b"token" or not key:
         return None
     try:
-        user, _ = TokenAuthentication().authenticate_credentials(key.strip())
+        user, token = TokenAuthentication().authenticate_credentials(key.strip())
     except exceptions.AuthenticationFailed:
         return None
-    return user
+    return Credential(user, token=token.digest, expires_at=token.expiry)
 
 
-async def socket_user(scope):
-    """The user from the `Authorization: Token` header, a one-time `?ticket=`,
-    or the session, in that order; None if the credentials offered are bad or
-    there are none. A bad credential is not passed over for the next one."""
+def _session_exists(session_key):
+    return import_module(settings.SESSION_ENGINE).SessionStore().exists(session_key)
+
+
+def credential_current(credential):
+    """Whether `credential` still stands: its user active with the same staff
+    flag, its token not revoked or expired, its session not ended."""
+    user = get_user_model().objects.filter(pk=credential.user.pk, is_active=True).only("is_staff").first()
+    if user is None or user.is_staff != credential.is_staff:
+        return False
+    if credential.expires_at is not None and credential.expires_at <= timezone.now():
+        return False
+    if credential.token is not None and not AuthToken.objects.filter(digest=credential.token).exists():
+        return False
+    return credential.session is None or _session_exists(credential.session)
+
+
+def _ticket_credential(ticket):
+    credential = ticket_redeem(ticket)
+    return credential if credential is not None and credential_current(credential) else None
+
+
+async def socket_credential(scope):
+    """The Credential from the `Authorization: Token` header, a one-time
+    `?ticket=`, or the session, in that order; None if the credentials offered
+    are bad or there are none. A bad credential is not passed over for the next one."""
     header = _header(scope, b"authorization")
     if header is not None:
-        return await _token_user(header)
+        return await database_sync_to_async(_token_credential)(header)
     tickets = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("ticket")
     if tickets:
-        return await database_sync_to_async(ticket_redeem)(tickets[0])
+        return await database_sync_to_async(_ticket_credential)(tickets[0])
     user = scope.get("user")
-    return user if user is not None and user.is_authenticated else None
+    if user is None or not user.is_authenticated:
+        return None
+    return Credential(user, session=scope["session"].session_key)

@@ -21,10 +21,10 @@ from django.utils import timezone
 
 from core import metrics
 from core.logs import client_address, request_id_accept, request_id_bind
-from realtime.auth import origin_allowed, socket_user
+from realtime.auth import credential_current, origin_allowed, socket_credential
 from realtime.events import EVENT_TYPES
 from realtime.selectors import events_after, events_resumable_from
-from realtime.services import STAFF_GROUP, user_group
+from realtime.services import STAFF_GROUP, credentials_group, user_group
 
 MAX_MESSAGE_BYTES = 4096
 # Client messages: a burst of RATE_BURST, refilled at RATE_PER_SECOND.
@@ -37,6 +37,7 @@ GAP_GRACE_SECONDS = 2.0
 # Daphne lets an application close only with 1000 or 3000-4999.
 CLOSE_UNSUPPORTED = 4003
 CLOSE_TOO_BIG = 4009
+CLOSE_CREDENTIALS_ENDED = 4401  # signed out, token expired, account deactivated or its staff flag changed
 CLOSE_RATE_LIMITED = 4429
 
 # Group membership expires in the layer after a day; a socket renews it hourly.
@@ -107,11 +108,12 @@ class EventConsumer(AsyncWebsocketConsumer):
             _socket_opened(self, refused="origin not allowed")
             await self.close()  # before accept: the handshake is answered 403
             return
-        self.user = await socket_user(self.scope)
-        if self.user is None:
+        self.credential = await socket_credential(self.scope)
+        if self.credential is None:
             _socket_opened(self, refused="no valid credentials")
             await self.close()
             return
+        self.user = self.credential.user
         self.types, self.order_id = None, None  # no narrowing
         self.replayed_through = 0  # live copies of replayed events are dropped
         self.delivered_through = 0  # the newest event handled, sent or filtered out
@@ -122,8 +124,13 @@ class EventConsumer(AsyncWebsocketConsumer):
         # Join before replaying: what is published meanwhile waits in the layer.
         async with _layer_slot():
             await self.channel_layer.group_add(self.group, self.channel_name)
+            await self.channel_layer.group_add(credentials_group(self.user.pk), self.channel_name)
         self.joined = time.monotonic()
         await self.accept()
+        self.expiry_timer = None
+        if self.credential.expires_at is not None:
+            wait = max(0.0, (self.credential.expires_at - timezone.now()).total_seconds())
+            self.expiry_timer = asyncio.get_running_loop().call_later(wait, self._credentials_expired)
         self.opened_at = time.monotonic()
         _socket_opened(self)
         metrics.socket_opened()
@@ -137,12 +144,14 @@ class EventConsumer(AsyncWebsocketConsumer):
             _socket_closed(self, code)
             metrics.socket_closed()
             self.opened_at = None
-        for pending in (getattr(self, "heartbeat", None), getattr(self, "gap_timer", None)):
+        for name in ("heartbeat", "gap_timer", "expiry_timer"):
+            pending = getattr(self, name, None)
             if pending is not None:
                 pending.cancel()
         if getattr(self, "group", None):
             async with _layer_slot():
                 await self.channel_layer.group_discard(self.group, self.channel_name)
+                await self.channel_layer.group_discard(credentials_group(self.user.pk), self.channel_name)
 
     async def dispatch(self, message):
         # Live events touch no database, so they skip Channels' connection
@@ -163,6 +172,21 @@ class EventConsumer(AsyncWebsocketConsumer):
                     await self.channel_layer.group_add(self.group, self.channel_name)
                 self.joined = time.monotonic()
             await asyncio.sleep(interval)
+
+    async def _end(self, reason):
+        """The credentials this socket opened with no longer stand: say so, and close."""
+        await self._error("credentials_ended", reason, CLOSE_CREDENTIALS_ENDED)
+
+    async def credentials_ended(self, message):
+        """From credentials_group: a token or session ended, or (neither named) the account changed."""
+        named = {"token": message["token"], "session": message["session"]}
+        mine = {"token": self.credential.token, "session": self.credential.session}
+        if not any(named.values()) or any(value and value == mine[kind] for kind, value in named.items()):
+            await self._end(message["reason"])
+
+    def _credentials_expired(self):
+        self.expiry_timer = None  # disconnect cancels it, so the socket is still open
+        asyncio.ensure_future(self._end("Your token expired."))
 
     async def _send_json(self, content):
         await self.send(text_data=json.dumps(content))
@@ -239,7 +263,10 @@ class EventConsumer(AsyncWebsocketConsumer):
             await self._resync("the event log no longer has what followed last_event_id", after)
             return
         while True:
-            events = await database_sync_to_async(events_after)(user=self.user, after=after)
+            events = await database_sync_to_async(self._events_after)(after)
+            if events is None:
+                await self._end("The credentials this socket opened with no longer stand.")
+                return
             for event in events:
                 if self._wanted(event.type, event.data.get("order_id")):
                     await self._send_json(event.envelope())
@@ -250,6 +277,12 @@ class EventConsumer(AsyncWebsocketConsumer):
         # above (ids follow commit order), so the replay already had it.
         self.replayed_through = max(self.replayed_through, after)
         self.delivered_through = max(self.delivered_through, after)
+
+    def _events_after(self, after):
+        """What a replay sends next, or None once the socket's credentials ended:
+        a replay shows history, so it asks the database rather than wait for
+        the message that closes the socket."""
+        return events_after(user=self.user, after=after) if credential_current(self.credential) else None
 
     async def _resync(self, reason, last_event_id=None):
         data = {"reason": reason, "last_event_id": last_event_id}

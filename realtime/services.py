@@ -6,8 +6,9 @@ import logging
 import secrets
 import threading
 from collections import Counter, defaultdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
+from typing import NamedTuple
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -149,21 +150,62 @@ def events_prune():
     return by_model.get(Event._meta.label, 0)  # the total counts the audience rows too
 
 
+class Credential(NamedTuple):
+    """What a socket opened with; the socket lives no longer than it.
+
+    `token`: the knox token's digest; `session`: the session key; neither for
+    a credential that only names the user (tests). `expires_at`: the token's
+    expiry, if it has one. `is_staff`: the user's flag when it opened.
+    """
+
+    user: object
+    token: str | None = None
+    session: str | None = None
+    expires_at: datetime | None = None
+
+    @property
+    def is_staff(self):
+        return self.user.is_staff
+
+
+def credentials_group(user_id):
+    """Every socket of the user listens here for the end of its credentials."""
+    return f"credentials.{user_id}"
+
+
+def credentials_end_on_commit(user_id, *, token=None, session=None, reason):
+    """Once the transaction commits, close the user's sockets opened with this
+    token or session (with neither: all of them), on every web process."""
+    message = {"type": "credentials.ended", "token": token, "session": session, "reason": reason}
+    transaction.on_commit(partial(publish, [(credentials_group(user_id), message)]), robust=True)
+
+
 def _ticket_key(ticket):
     return "hub:ws-ticket:" + hashlib.sha256(ticket.encode()).hexdigest()
 
 
-def ticket_issue(*, user):
-    """A one-time ticket to open a socket as `user`, valid for TICKET_TTL_SECONDS."""
+def ticket_issue(*, user, token=None, session=None):
+    """A one-time ticket to open a socket as `user`, valid for TICKET_TTL_SECONDS.
+    The socket it opens ends with the token (knox AuthToken) or session key that asked for it."""
     ticket = secrets.token_urlsafe(32)
-    cache.set(_ticket_key(ticket), user.pk, timeout=TICKET_TTL_SECONDS)
+    value = {
+        "user": user.pk,
+        "token": token.digest if token is not None else None,
+        "session": session,
+        "expires_at": token.expiry.isoformat() if token is not None and token.expiry else None,
+    }
+    cache.set(_ticket_key(ticket), value, timeout=TICKET_TTL_SECONDS)
     return ticket
 
 
 def ticket_redeem(ticket):
-    """The ticket's user, or None; a ticket works once (the one that deletes it wins)."""
+    """The ticket's Credential, or None; a ticket works once (the one that deletes it wins)."""
     key = _ticket_key(ticket)
-    user_id = cache.get(key)
-    if user_id is None or not cache.delete(key):
+    value = cache.get(key)
+    if value is None or not cache.delete(key):
         return None
-    return get_user_model().objects.filter(pk=user_id, is_active=True).first()
+    user = get_user_model().objects.filter(pk=value["user"], is_active=True).first()
+    if user is None:
+        return None
+    expires_at = datetime.fromisoformat(value["expires_at"]) if value["expires_at"] else None
+    return Credential(user, token=value["token"], session=value["session"], expires_at=expires_at)

@@ -10,11 +10,11 @@ NOWHERE = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 
 
 @pytest.mark.django_db
-def test_health_is_public_and_reports_database_and_worker(anon_client, settings):
+def test_health_reports_database_and_worker_to_staff(staff_client, settings):
     settings.REDIS_URL = ""
     heartbeat_beat("embedded-worker")
 
-    r = anon_client.get(HEALTH)
+    r = staff_client.get(HEALTH)
 
     assert r.status_code == 200
     assert r.json() == {
@@ -25,25 +25,41 @@ def test_health_is_public_and_reports_database_and_worker(anon_client, settings)
 
 
 @pytest.mark.django_db
-def test_health_is_503_without_a_live_worker(anon_client, settings):
+def test_health_is_503_without_a_live_worker(staff_client, settings):
     settings.REDIS_URL = ""
 
-    r = anon_client.get(HEALTH)
+    r = staff_client.get(HEALTH)
 
     assert r.status_code == 503
     assert r.json()["components"]["worker"] == {"ok": False, "reason": "no worker has sent a heartbeat in 30 s"}
 
 
 @pytest.mark.django_db
-def test_health_ignores_a_bad_token(anon_client, worker_beating):
-    anon_client.credentials(HTTP_AUTHORIZATION="Token bogus")
+@pytest.mark.parametrize("path", [HEALTH, REDIS_HEALTH, "/health/worker/", "/health/celery/"])
+@pytest.mark.parametrize("caller", ["anon_client", "user_client"])
+def test_health_shows_others_than_staff_the_bare_status(request, settings, caller, path):
+    """Reasons name hosts, workers name pids, queues tell the load: not for everyone."""
+    settings.REDIS_URL = NOWHERE
 
-    assert anon_client.get(HEALTH).status_code == 200
+    r = request.getfixturevalue(caller).get(path)
+
+    assert r.status_code == 503
+    assert r.json() == {"status": "unhealthy"}
 
 
 @pytest.mark.django_db
-def test_health_reports_redis_when_configured(anon_client, redis_url, worker_beating):
+def test_health_takes_a_bad_token_for_no_token(anon_client, worker_beating):
+    anon_client.credentials(HTTP_AUTHORIZATION="Token bogus")
+
     r = anon_client.get(HEALTH)
+
+    assert r.status_code == 200
+    assert r.json() == {"status": "ok"}
+
+
+@pytest.mark.django_db
+def test_health_reports_redis_when_configured(staff_client, redis_url, worker_beating):
+    r = staff_client.get(HEALTH)
 
     assert r.status_code == 200
     assert r.json()["mode"] == "services"
@@ -51,10 +67,10 @@ def test_health_reports_redis_when_configured(anon_client, redis_url, worker_bea
 
 
 @pytest.mark.django_db
-def test_health_is_503_when_redis_is_down(anon_client, settings):
+def test_health_is_503_when_redis_is_down(staff_client, settings):
     settings.REDIS_URL = NOWHERE
 
-    r = anon_client.get(HEALTH)
+    r = staff_client.get(HEALTH)
 
     assert r.status_code == 503
     assert r.json()["status"] == "unhealthy"
@@ -78,10 +94,10 @@ def test_redis_health_is_ok_with_a_live_redis(anon_client, redis_url):
     assert r.json() == {"status": "ok"}
 
 
-def test_redis_health_is_503_with_the_reason_when_down(anon_client, settings):
+def test_redis_health_is_503_with_the_reason_when_down(staff_client, settings):
     settings.REDIS_URL = NOWHERE
 
-    r = anon_client.get(REDIS_HEALTH)
+    r = staff_client.get(REDIS_HEALTH)
 
     assert r.status_code == 503
     assert r.json()["status"] == "unhealthy"
@@ -96,11 +112,11 @@ def _no_local_beats():
 
 
 @pytest.mark.parametrize("path", ["/health/worker/", "/health/celery/"])
-def test_worker_health_reports_heartbeats_and_queue_depths(anon_client, settings, path):
+def test_worker_health_reports_heartbeats_and_queue_depths(staff_client, settings, path):
     settings.REDIS_URL = ""
     heartbeat_beat("host:123")
 
-    r = anon_client.get(path)
+    r = staff_client.get(path)
 
     assert r.status_code == 200
     body = r.json()
@@ -110,24 +126,24 @@ def test_worker_health_reports_heartbeats_and_queue_depths(anon_client, settings
     assert set(body["queues"]) == {"notify", "notify.DQ", "notify_urgent", "notify_urgent.DQ"}
 
 
-def test_worker_health_is_503_when_no_worker_beat_recently(anon_client, settings):
+def test_worker_health_is_503_when_no_worker_beat_recently(staff_client, settings):
     settings.REDIS_URL = ""
     _local_beats["host:1"] = time.time() - 31
 
-    r = anon_client.get("/health/worker/")
+    r = staff_client.get("/health/worker/")
 
     assert r.status_code == 503
     assert r.json()["workers"] == {}
     assert r.json()["reason"] == "no worker has sent a heartbeat in 30 s"
 
 
-def test_worker_health_reads_beats_from_redis(anon_client, redis_url):
+def test_worker_health_reads_beats_from_redis(staff_client, redis_url):
     from notify import heartbeat
 
     heartbeat._redis().delete(heartbeat._KEY)
     heartbeat_beat("other-host:7")  # as a worker process on another machine would
 
-    r = anon_client.get("/health/worker/")
+    r = staff_client.get("/health/worker/")
 
     assert r.status_code == 200
     assert list(r.json()["workers"]) == ["other-host:7"]

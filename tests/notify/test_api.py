@@ -505,18 +505,22 @@ def test_notification_list_shows_notifications_of_my_order(user, user_client, ot
         assert staff_client.get(detail_url(pk)).status_code == 200
 
 
-def test_notification_list_shows_notifications_about_my_customers(user, user_client, other_client):
+def test_notification_list_hides_the_orders_of_someone_whose_email_i_used(user, user_client, other_client):
+    """Pre-squat: a record made with the placer's email does not bring the
+    placer's order notifications, bodies and all, to its creator."""
     placer = UserFactory()
-    customer = CustomerFactory(created_by=user, email=placer.email)
-    order = OrderFactory(created_by=placer)  # placed by someone else, for a customer `user` created
-    assert order.customer == customer
+    squatted = CustomerFactory(created_by=user, email=placer.email)
+    order = OrderFactory(created_by=placer)
+    assert order.customer != squatted
     by_order = set(order.notifications.values_list("pk", flat=True))
     assert len(by_order) == 2
     assert all(n.sender == placer for n in order.notifications.all())
 
-    assert set(_ids(user_client.get(LIST_URL))) == by_order
     assert set(_ids(client_for(placer).get(LIST_URL))) == by_order
+    assert _ids(user_client.get(LIST_URL)) == []
     assert _ids(other_client.get(LIST_URL)) == []
+    for pk in by_order:
+        assert user_client.get(detail_url(pk)).status_code == 404
 
 
 def test_notification_list_visibility_paths(user, other_user, user_client, other_client):
@@ -543,13 +547,14 @@ def test_notification_list_visibility_paths(user, other_user, user_client, other
         assert _error_code(other_client.get(detail_url(pk)), 404) == "not_found"
 
 
-def test_notification_list_shows_the_customer_carrying_my_email(user, other_user, user_client):
+def test_notification_list_hides_a_customer_that_only_carries_my_email(user, other_user, user_client):
+    """Register as someone: an account with the email of a record someone else
+    made sees nothing of it, verified or not, until it claims the record."""
     customer = CustomerFactory(created_by=other_user, email=user.email.upper())
-    about_me = _notification(customer=customer)
-    _notification(customer=CustomerFactory(created_by=other_user))
+    about_it = _notification(customer=customer)
 
-    assert _ids(user_client.get(LIST_URL)) == [about_me.pk]
-    assert user_client.get(detail_url(about_me.pk)).status_code == 200
+    assert _ids(user_client.get(LIST_URL)) == []
+    assert user_client.get(detail_url(about_it.pk)).status_code == 404
 
 
 def test_notification_detail_unknown_id_not_found(staff_client):

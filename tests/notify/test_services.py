@@ -63,9 +63,9 @@ def test_order_create_writes_one_notification_per_channel_from_templates(django_
 
 
 def test_order_status_change_notifies_every_enabled_channel(django_capture_on_commit_callbacks):
-    customer = CustomerFactory(telegram_chat_id=-1001234)
-    user = UserFactory(email=customer.email)
-    order = OrderFactory(created_by=user)
+    user = UserFactory()
+    CustomerFactory(created_by=user, email=user.email, telegram_chat_id=-1001234)
+    order = OrderFactory(created_by=user)  # the first order links the record they made with their email
     Notification.objects.all().delete()
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -89,8 +89,8 @@ def test_order_status_change_notifies_every_enabled_channel(django_capture_on_co
     ],
 )
 def test_order_notifications_honour_preferences(preferences, email_reason, telegram_reason):
-    customer = CustomerFactory(telegram_chat_id=42)
-    user = UserFactory(email=customer.email)
+    user = UserFactory()
+    customer = CustomerFactory(created_by=user, email=user.email, telegram_chat_id=42)
     order_services.preferences_update(customer=customer, by=user, **preferences)
 
     OrderFactory(created_by=user)

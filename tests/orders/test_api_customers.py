@@ -1,5 +1,7 @@
 import pytest
+from django.utils import timezone
 
+from orders import services as order_services
 from orders.models import Customer, NotificationPreference
 from tests.factories import CustomerFactory, OrderFactory
 from tests.helpers import SEED_CUSTOMER, assert_validation_error
@@ -164,10 +166,19 @@ def test_customer_create_duplicate_email_is_refused(user_client, email):
     assert NotificationPreference.objects.count() == 1
 
 
-def test_customer_create_duplicate_of_invisible_customer_is_refused(other_user, user_client):
+def test_customer_create_with_the_email_of_someone_elses_record_tells_nothing(other_user, user_client):
+    """Enumeration: whether the hub knows an address is not for anyone who asks."""
     CustomerFactory(created_by=other_user, email="hidden@example.com")
-    response = user_client.post(LIST_URL, {"name": "X", "email": "hidden@example.com"})
+    response = user_client.post(LIST_URL, {"name": "X", "email": "Hidden@example.com"})
+    assert response.status_code == 201, response.content
+    assert Customer.objects.filter(email__iexact="hidden@example.com").count() == 2
+
+
+def test_customer_create_refuses_a_second_record_of_mine_with_the_same_email(user, user_client):
+    CustomerFactory(created_by=user, email="twice@example.com")
+    response = user_client.post(LIST_URL, {"name": "X", "email": "TWICE@example.com"})
     assert_validation_error(response, "email")
+    assert response.json()["error"]["fields"]["email"] == ["You already have a customer with this email."]
     assert Customer.objects.count() == 1
 
 
@@ -200,12 +211,11 @@ def test_customer_list_hides_other_users_customers(user, other_user, other_clien
     assert response.json()["count"] == 1
 
 
-def test_customer_list_includes_record_with_own_email_created_by_someone_else(user, staff, user_client):
+def test_customer_list_leaves_out_a_record_with_my_email_that_someone_else_made(user, staff, user_client):
     carrying_my_email = CustomerFactory(created_by=staff, email=user.email.upper())
-    CustomerFactory(created_by=staff)
     response = user_client.get(LIST_URL)
-    assert _ids(response) == [carrying_my_email.pk]
-    assert user_client.get(detail_url(carrying_my_email.pk)).status_code == 200
+    assert _ids(response) == []
+    assert user_client.get(detail_url(carrying_my_email.pk)).status_code == 404
 
 
 def test_customer_list_staff_see_all(user, other_user, staff_client):
@@ -492,8 +502,14 @@ def test_customer_of_another_user_is_not_in_list(user, other_client):
     assert response.json()["results"] == []
 
 
-def test_customer_with_own_email_is_editable_even_if_created_by_staff(user, staff, user_client):
+def test_customer_with_my_email_made_by_staff_is_mine_to_edit_once_claimed(user, staff, user_client):
     customer = CustomerFactory(created_by=staff, email=user.email)
+    assert user_client.patch(detail_url(customer.pk), {"city": "Mine"}).status_code == 404
+
+    user.email_verified_at = timezone.now()
+    user.save()
+    order_services.customer_claim(user=user)
+
     response = user_client.patch(detail_url(customer.pk), {"city": "Mine"})
     assert response.status_code == 200
     assert user_client.get(preferences_url(customer.pk)).status_code == 200

@@ -509,12 +509,12 @@ def test_order_list_staff_see_all(user, other_user, staff_client):
     assert sorted(_ids(staff_client.get(LIST_URL))) == sorted(o.pk for o in orders)
 
 
-def test_order_placed_by_staff_for_visible_customer_is_visible(user, staff, user_client):
-    # A staff-made customer carrying the user's email: its orders are the user's to see.
+def test_order_of_a_customer_that_takes_my_email_stays_hidden(user, staff, user_client):
+    # An email on a record is not an owner: the orders of staff's own record stay staff's.
     staff_order = OrderFactory(created_by=staff)
     services.customer_update(customer=staff_order.customer, by=staff, email=user.email)
-    assert _ids(user_client.get(LIST_URL)) == [staff_order.pk]
-    assert user_client.get(detail_url(staff_order.pk)).status_code == 200
+    assert _ids(user_client.get(LIST_URL)) == []
+    assert_not_found(user_client.get(detail_url(staff_order.pk)))
 
 
 def test_order_unknown_id_is_not_found(user_client, staff_client):

@@ -296,10 +296,21 @@ def test_order_create_customer_name_falls_back_to_username(db):
     assert order.customer.name == "nameless"
 
 
-def test_order_create_reuses_customer_with_users_email_case_insensitively(user, staff):
-    existing = CustomerFactory(created_by=staff, email=user.email.upper(), name="Made by staff")
+def test_order_create_never_uses_a_record_someone_else_made_with_my_email(user, staff):
+    squatted = CustomerFactory(created_by=staff, email=user.email.upper(), name="Made by staff")
     order = services.order_create(by=user, total_amount=Decimal("10.00"))
-    assert order.customer == existing
+    assert order.customer != squatted
+    assert (order.customer.owner, order.customer.created_by, order.customer.email) == (user, user, user.email)
+    squatted.refresh_from_db()
+    assert squatted.owner is None
+
+
+def test_order_create_links_the_record_i_made_with_my_email(user):
+    mine = CustomerFactory(created_by=user, email=user.email.upper())
+    order = services.order_create(by=user, total_amount=Decimal("10.00"))
+    assert order.customer == mine
+    mine.refresh_from_db()
+    assert mine.owner == user
     assert Customer.objects.count() == 1
 
 

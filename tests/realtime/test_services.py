@@ -7,6 +7,7 @@ import pytest
 from django.core.cache import cache, caches
 from django.db import transaction
 from django.utils import timezone
+from knox.models import AuthToken
 
 from notify import services as notify_services
 from notify.models import Notification
@@ -278,30 +279,35 @@ def _assert_audience_matches_rest(event, visible_to, subject, users):
         assert (someone.pk in audience) == expected, (event.type, someone.username)
 
 
-def test_audience_of_an_order_is_its_creator_the_customers_creator_and_the_customers_email(staff):
-    creator_of_customer, other = UserFactory(), UserFactory()
-    customer = CustomerFactory(created_by=creator_of_customer, email="ann@example.com")
-    buyer = UserFactory(email="ANN@Example.com")  # emails match whatever their case
+def test_audience_of_an_order_is_its_creator_and_its_customers_owner(staff):
+    """An email match widens nothing: the record someone else made with the
+    buyer's email is not the buyer's, and its creator sees none of the buyer's orders."""
+    squatter, other = UserFactory(), UserFactory()
+    squatted = CustomerFactory(created_by=squatter, email="ann@example.com")
+    buyer = UserFactory(email="ANN@Example.com")
     order = OrderFactory(created_by=buyer)
-    assert order.customer == customer
+    assert order.customer != squatted and order.customer.owner == buyer
 
     created = _event(events.ORDER_CREATED)
-    assert _audience(created) == {creator_of_customer.pk, buyer.pk}
-    everyone = [creator_of_customer, buyer, other, staff]
+    assert _audience(created) == {buyer.pk}
+    everyone = [squatter, buyer, other, staff]
     _assert_audience_matches_rest(created, order_list, order, everyone)
 
-    # The customer now carries someone else's email: the buyer still sees the
-    # order they placed but no longer the customer; the new address sees both.
+    # Staff hand the buyer's record to another account (in the admin): from then
+    # on the buyer sees the order they placed, the new owner the record and its orders.
     new_owner = UserFactory(email="bob@example.com")
     everyone.append(new_owner)
-    order_services.customer_update(customer=customer, by=staff, email="bob@example.com")
+    customer = order.customer
+    customer.owner = new_owner
+    customer.save()
+    order_services.customer_update(customer=customer, by=staff, name="Bob")
     updated = _event(events.CUSTOMER_UPDATED)
-    assert _audience(updated) == {creator_of_customer.pk, new_owner.pk}
+    assert _audience(updated) == {new_owner.pk}
     _assert_audience_matches_rest(updated, customer_list, customer, everyone)
 
     order_services.order_change_status(order=order, status="confirmed", by=staff)
     changed = _event(events.ORDER_STATUS_CHANGED)
-    assert _audience(changed) == {creator_of_customer.pk, buyer.pk, new_owner.pk}
+    assert _audience(changed) == {buyer.pk, new_owner.pk}
     _assert_audience_matches_rest(changed, order_list, order, everyone)
 
     # Staff see everything without being in the audience of what they did not send.
@@ -310,20 +316,20 @@ def test_audience_of_an_order_is_its_creator_the_customers_creator_and_the_custo
 
 
 def test_audience_of_order_notifications_follows_the_order(staff):
-    creator_of_customer, other = UserFactory(), UserFactory()
-    CustomerFactory(created_by=creator_of_customer, email="ann@example.com")
+    squatter, other = UserFactory(), UserFactory()
+    CustomerFactory(created_by=squatter, email="ann@example.com")
     buyer = UserFactory(email="ann@example.com")
     order = OrderFactory(created_by=buyer)
 
     order_services.order_change_status(order=order, status="confirmed", by=staff)
 
-    everyone = [creator_of_customer, buyer, other, staff]
+    everyone = [squatter, buyer, other, staff]
     notifications = Notification.objects.filter(order=order)
     assert notifications.count() == 4  # email and Telegram, for the creation and the change
     for notification in notifications:
         event = Event.objects.get(type=events.NOTIFICATION_CREATED, data__notification_id=notification.pk)
         _assert_audience_matches_rest(event, notification_list, notification, everyone)
-        expected = {creator_of_customer.pk, buyer.pk} | ({staff.pk} if notification.sender == staff else set())
+        expected = {buyer.pk} | ({staff.pk} if notification.sender == staff else set())
         assert _audience(event) == expected
 
 
@@ -446,7 +452,9 @@ def test_ticket_api_issues_a_ticket_that_works_once(user, user_client):
     assert body["expires_in"] == services.TICKET_TTL_SECONDS == 30
     assert body["last_event_id"] == 0  # nothing in the log yet
     assert len(body["ticket"]) >= 40
-    assert services.ticket_redeem(body["ticket"]) == user
+    credential = services.ticket_redeem(body["ticket"])
+    token = AuthToken.objects.get(user=user)
+    assert credential == services.Credential(user, token=token.digest, expires_at=token.expiry)
     assert services.ticket_redeem(body["ticket"]) is None
 
 
@@ -481,7 +489,7 @@ def test_an_unknown_ticket_redeems_nothing(user):
 def test_a_ticket_is_stored_hashed(user):
     ticket = services.ticket_issue(user=user)
     assert cache.get("hub:ws-ticket:" + ticket) is None
-    assert cache.get(services._ticket_key(ticket)) == user.pk
+    assert cache.get(services._ticket_key(ticket))["user"] == user.pk
 
 
 def test_a_ticket_of_a_deactivated_user_redeems_nothing(user):
@@ -502,7 +510,7 @@ def test_a_ticket_lives_thirty_seconds(user, monkeypatch):
 
         real_time = time.time
         monkeypatch.setattr(locmem.time, "time", lambda: real_time() + 29)
-        assert cache.get(services._ticket_key(ticket)) == user.pk
+        assert cache.get(services._ticket_key(ticket))["user"] == user.pk
         monkeypatch.setattr(locmem.time, "time", lambda: real_time() + 31)
     else:  # Redis keeps the time to live; the key goes when it is up
         ttl = backend._cache.get_client(key).ttl(key)
