@@ -5,12 +5,12 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 from drf_yasg import openapi
 from drf_yasg.utils import swagger_auto_schema
-
-from core.authentication import OptionalTokenAuthentication
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from core.authentication import OptionalTokenAuthentication
 
 CHECK_TIMEOUT_SECONDS = 2
 
