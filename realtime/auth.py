@@ -6,6 +6,7 @@ from urllib.parse import parse_qs, urlsplit
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db.models import Q
 from django.utils import timezone
 from knox.models import AuthToken
 from rest_framework import exceptions
@@ -54,10 +55,13 @@ def credential_current(credential):
     user = get_user_model().objects.filter(pk=credential.user.pk, is_active=True).only("is_staff").first()
     if user is None or user.is_staff != credential.is_staff:
         return False
-    if credential.expires_at is not None and credential.expires_at <= timezone.now():
+    now = timezone.now()
+    if credential.expires_at is not None and credential.expires_at <= now:
         return False
-    if credential.token is not None and not AuthToken.objects.filter(digest=credential.token).exists():
-        return False
+    if credential.token is not None:
+        unexpired = Q(expiry__isnull=True) | Q(expiry__gt=now)
+        if not AuthToken.objects.filter(unexpired, digest=credential.token).exists():
+            return False
     return credential.session is None or _session_exists(credential.session)
 
 

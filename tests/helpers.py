@@ -1,5 +1,6 @@
 """Payloads from the seed's API flow, assertions shared by the API tests, and the Procfile."""
 
+import re
 from pathlib import Path
 
 # demo_script.py sends the seed's payloads; the tests use the same ones.
@@ -34,3 +35,10 @@ def procfile_entries():
             name, _, command = line.partition(":")
             entries[name.strip()] = command.strip()
     return entries
+
+
+def verification_code(text):
+    """The code in a verification mail's text, as a person would copy it."""
+    match = re.search(r'\{"code": "([A-Za-z0-9_-]+)"\}', text)
+    assert match, text
+    return match.group(1)
