@@ -21,10 +21,12 @@ class NotificationPreferenceInline(admin.StackedInline):
 
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
-    list_display = ["name", "email", "phone", "telegram_chat_id", "country", "created_by", "created_at"]
+    list_display = ["name", "email", "phone", "telegram_chat_id", "country", "owner", "created_by", "created_at"]
     search_fields = ["name", "email", "phone"]
     list_filter = ["country"]
-    fields = ["name", "email", "phone", "telegram_chat_id", "address", "city", "country", "postal_code"]
+    fields = ["name", "email", "phone", "telegram_chat_id", "address", "city", "country", "postal_code", "owner"]
+    # The hub sets the owner: an account's first order, or a claim after verifying its email.
+    readonly_fields = ["owner"]
 
     def get_inlines(self, request, obj):
         # A new customer gets its preferences from customer_create.
