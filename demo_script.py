@@ -643,6 +643,10 @@ class Demo:
 
     def sign_out(self) -> None:
         self.section("Sign out")
+        if self.watcher:
+            # A socket ends with the token it opened with (close code 4401): stop following first.
+            self.watcher.stop()
+            self.out.line("      live events: stopped following")
         for name, token in ((SEED_USER["username"], self.user_token), (self.args.admin_username, self.admin_token)):
             self.call(f"Sign out {name}", "POST", "/api/v1/auth/logout/", token=token, expect=(204,))
 
@@ -674,8 +678,8 @@ class Demo:
         self.preferences()
         self.monitoring()
         self.await_delivery()
-        self.sign_out()
         self.socket_check()
+        self.sign_out()
         self.summary()
 
     def close(self) -> None:

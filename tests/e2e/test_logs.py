@@ -15,12 +15,12 @@ import pytest
 from websockets.sync.client import connect
 
 from core.models import User
-from notify.models import Notification, NotificationStatus
+from notify.models import Notification, NotificationKind, NotificationStatus
 from tests.conftest import TELEGRAM_TEST_TOKEN
 from tests.e2e.conftest import START_TIMEOUT_SECONDS, api_client, token_for, wait_until
 from tests.factories import PASSWORD, UserFactory
 from tests.fakes import free_port
-from tests.helpers import procfile_entries
+from tests.helpers import procfile_entries, verification_code
 
 pytestmark = pytest.mark.e2e
 
@@ -90,7 +90,7 @@ def test_logs_follow_a_request_to_its_deliveries_and_keep_secrets_out(services_h
     assert http.get(f"/notifications/?status=sent&probe={QUERY_SECRET}").status_code == 200
 
     def delivered():
-        statuses = dict(Notification.objects.values_list("pk", "status"))
+        statuses = dict(Notification.objects.filter(pk__in=[mail_id, chat_id]).values_list("pk", "status"))
         return statuses == {mail_id: NotificationStatus.SENT, chat_id: NotificationStatus.SENT}
 
     wait_until(delivered, what="both notifications sent")
@@ -105,7 +105,12 @@ def test_logs_follow_a_request_to_its_deliveries_and_keep_secrets_out(services_h
     web = lambda: _json_lines(services_hub.output("web-procfile"))  # noqa: E731
     worker = lambda: _json_lines(services_hub.output("worker"))  # noqa: E731
     wait_until(lambda: _find(web(), logger="hub.socket", close_code=1000), what="the socket's close line")
-    wait_until(lambda: len(_find(worker(), logger="hub.delivery")) == 2, what="the delivery lines")
+
+    def delivery_lines():
+        lines = _find(worker(), logger="hub.delivery")
+        return [line for line in lines if line["notification_id"] in (mail_id, chat_id)]
+
+    wait_until(lambda: len(delivery_lines()) == 2, what="the delivery lines")
 
     # The Procfile's web command writes JSON lines and nothing else: no access log of Daphne's own.
     web_text = services_hub.output("web-procfile")
@@ -132,7 +137,9 @@ def test_logs_follow_a_request_to_its_deliveries_and_keep_secrets_out(services_h
     (closed,) = _find(web(), logger="hub.socket", request_id="e2e-socket-3", close_code=1000)
     assert closed["user_id"] == user_id and closed["duration_ms"] >= 0
 
-    secrets = [token, PASSWORD_UNDER_TEST, TELEGRAM_TEST_TOKEN, services_hub.env["SECRET_KEY"], QUERY_SECRET]
+    verification = Notification.objects.get(kind=NotificationKind.EMAIL_VERIFICATION)
+    code = verification_code(verification.message)
+    secrets = [token, PASSWORD_UNDER_TEST, TELEGRAM_TEST_TOKEN, services_hub.env["SECRET_KEY"], QUERY_SECRET, code]
     logs = sorted(services_hub.log_dir.glob("*.log"))
     assert {log.name for log in logs} >= {"web.log", "web-procfile.log", "worker.log"}
     for log in logs:
