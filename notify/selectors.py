@@ -20,12 +20,26 @@ def notification_list(*, user):
     )
 
 
+def _related(rows, field, model, **lookup):
+    """{pk: instance} of the `field` foreign keys of `rows`: those already
+    loaded on them as they are, the rest in one query."""
+    descriptor = getattr(type(rows[0]), field) if rows else None
+    found = {getattr(row, f"{field}_id"): getattr(row, field) for row in rows if descriptor.is_cached(row)}
+    missing = {getattr(row, f"{field}_id") for row in rows} - set(found) - {None}
+    if missing:
+        found.update(model.objects.filter(**lookup).in_bulk(missing))
+    found.pop(None, None)
+    return found
+
+
 def notification_viewer_ids(notifications):
     """The other side of notification_list: {notification pk: ids of the
-    users, staff aside, who may see it}."""
-    orders = Order.objects.in_bulk({n.order_id for n in notifications if n.order_id})
-    customer_ids = {n.customer_id for n in notifications} | {order.customer_id for order in orders.values()}
-    customers = Customer.objects.in_bulk(customer_ids - {None})
+    users, staff aside, who may see it}. Orders and customers already loaded on
+    the rows (as when they were just written) cost no query."""
+    notifications = list(notifications)
+    orders = _related(notifications, "order", Order)
+    customers = _related(notifications, "customer", Customer)
+    customers.update(_related(list(orders.values()), "customer", Customer))
     by_customer = customer_viewer_ids(customers.values())  # once for the orders' customers too
     by_order = order_viewer_ids(orders.values(), by_customer)
     return {

@@ -39,6 +39,7 @@ from notify.models import (
     NotificationStatus,
     Priority,
 )
+from notify.selectors import notification_viewer_ids
 from notify.tasks import deliver_actor_for
 from orders.models import Customer
 from orders.selectors import preferences_get
@@ -68,8 +69,18 @@ def _build(*, channel, title, message, html_message=None, **fields):
 def _notifications_create(*, sender, items):
     rows = Notification.objects.bulk_create([_build(sender=sender, **item) for item in items])
     notifications_enqueue_on_commit(rows)
-    events_record(map(events.notification_created, rows))
+    _notifications_announce(rows)
     return rows
+
+
+def _notifications_announce(rows, old_status=None):
+    """Record the rows' events: created, or (with `old_status`) moved on from it."""
+    audiences = notification_viewer_ids(rows)
+    if old_status is None:
+        specs = [events.notification_created(n, audience=audiences[n.pk]) for n in rows]
+    else:
+        specs = [events.notification_status_changed(n, old_status, audience=audiences[n.pk]) for n in rows]
+    events_record(specs)
 
 
 def notifications_enqueue_on_commit(notifications):
@@ -230,7 +241,7 @@ def notifications_for_order_event(*, order_event):
         return []
     rows = Notification.objects.bulk_create(list(_order_event_rows(order_event)))
     notifications_enqueue_on_commit(rows)
-    events_record(map(events.notification_created, rows))
+    _notifications_announce(rows)
     metrics.notifications_count_on_commit(finished=[r for r in rows if r.status == NotificationStatus.SKIPPED])
     return rows
 
@@ -256,7 +267,7 @@ def email_verification_notify(*, user, code):
     )
     row.save()
     notifications_enqueue_on_commit([row])
-    events_record([events.notification_created(row)])
+    _notifications_announce([row])
     return row
 
 
@@ -270,7 +281,7 @@ def notification_retry(*, notification, by):
         raise Conflict("Only failed notifications can be retried.", code="not_failed")
     notification.refresh_from_db()
     notifications_enqueue_on_commit([notification])
-    events_record([events.notification_status_changed(notification, NotificationStatus.FAILED)])
+    _notifications_announce([notification], old_status=NotificationStatus.FAILED)
     return notification
 
 
@@ -478,7 +489,7 @@ def _attempts_record(claimed_at, attempts):
         moved.update(_mark_sent(claimed_at, sent))
     # Only rows this worker moved on: a status it did not save must not be announced.
     changed = [a.notification for a in attempts if a.notification.pk in moved]
-    events_record(events.notification_status_changed(n, NotificationStatus.SENDING) for n in changed)
+    _notifications_announce(changed, old_status=NotificationStatus.SENDING)
     metrics.notifications_count_on_commit(
         finished=[n for n in changed if n.status in FINAL_STATUSES],
         retried=[n for n in changed if n.status == NotificationStatus.PENDING],

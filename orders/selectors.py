@@ -33,6 +33,15 @@ def customer_viewer_ids(customers):
     return {c.pk: {c.created_by_id if c.owner_id is None else c.owner_id} - {None} for c in customers}
 
 
+def order_audience(order):
+    """Who, staff aside, may see `order` (its customer loaded): the ids of order_viewer_ids."""
+    return order_viewer_ids([order])[order.pk]
+
+
+def customer_audience(customer):
+    return customer_viewer_ids([customer])[customer.pk]
+
+
 def customer_owned_by(user):
     """The customer record linked to `user`, or None."""
     return Customer.objects.filter(owner=user).first()

@@ -17,7 +17,7 @@ from orders.models import (
     OrderEventKind,
     order_status_next,
 )
-from orders.selectors import customer_owned_by
+from orders.selectors import customer_audience, customer_owned_by, order_audience
 from realtime import events
 from realtime.services import events_record
 
@@ -99,7 +99,7 @@ def customer_update(*, customer, by, **fields):
     customer.full_clean(validate_unique=False, validate_constraints=False)
     customer.save()
     if changed:
-        events_record([events.customer_updated(customer, changed)])
+        events_record([events.customer_updated(customer, changed, audience=customer_audience(customer))])
     return customer
 
 
@@ -207,7 +207,7 @@ def order_create(
         _order_check_unique(order_number=order.order_number, tracking_number=order.tracking_number)
         raise
     event = OrderEvent.objects.create(order=order, kind=OrderEventKind.CREATED, to_status=order.status, actor=by)
-    events_record([events.order_created(order)])
+    events_record([events.order_created(order, audience=order_audience(order))])
     notifications_for_order_event(order_event=event)
     return order
 
@@ -238,7 +238,7 @@ def order_update(*, order, by, status=None, **fields):
     if status is not None and status != order.status:
         order = order_change_status(order=order, status=status, by=by)
     if changes:
-        events_record([events.order_updated(order, changes)])
+        events_record([events.order_updated(order, changes, audience=order_audience(order))])
     return order
 
 
@@ -266,7 +266,7 @@ def order_change_status(*, order, status, by):
     event = OrderEvent.objects.create(
         order=order, kind=OrderEventKind.STATUS_CHANGED, from_status=previous, to_status=status, actor=by
     )
-    events_record([events.order_status_changed(order, previous)])
+    events_record([events.order_status_changed(order, previous, audience=order_audience(order))])
     notifications_for_order_event(order_event=event)
     return order
 
@@ -276,4 +276,4 @@ def order_delete(*, order, by):
     # Through the queryset, so the instance keeps its pk for the event; who
     # could see the order is worked out from the instance and its customer.
     Order.objects.filter(pk=order.pk).delete()
-    events_record([events.order_deleted(order)])
+    events_record([events.order_deleted(order, audience=order_audience(order))])

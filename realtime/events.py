@@ -1,5 +1,6 @@
 """One builder per event type. Each returns what happened (`type`, `data`)
-and what it concerns (`subject`), from which the log works out who may see it.
+and who besides staff may see it (`audience`, user ids), which the caller
+knows: this app knows no domain rules.
 
 The envelope on the wire is {"id", "type", "ts", "data"}; docs/realtime.md
 shows every type.
@@ -7,13 +8,11 @@ shows every type.
 
 from typing import NamedTuple
 
-from django.db import models
-
 
 class EventSpec(NamedTuple):
     type: str
     data: dict
-    subject: models.Model  # an Order, Customer or Notification
+    audience: frozenset  # ids of the users, staff aside, who may see it
 
 
 ORDER_CREATED = "order.created"
@@ -69,26 +68,26 @@ def _notification(notification):
     }
 
 
-def order_created(order):
-    return EventSpec(ORDER_CREATED, _order(order), order)
+def order_created(order, *, audience):
+    return EventSpec(ORDER_CREATED, _order(order), frozenset(audience))
 
 
-def order_updated(order, changes):
+def order_updated(order, changes, *, audience):
     """`changes`: {field: [old, new]}, JSON values."""
-    return EventSpec(ORDER_UPDATED, {**_order(order), "changes": changes}, order)
+    return EventSpec(ORDER_UPDATED, {**_order(order), "changes": changes}, frozenset(audience))
 
 
-def order_status_changed(order, old_status):
-    return EventSpec(
-        ORDER_STATUS_CHANGED, {**_order(order), "old_status": old_status, "new_status": order.status}, order
-    )
+def order_status_changed(order, old_status, *, audience):
+    data = {**_order(order), "old_status": old_status, "new_status": order.status}
+    return EventSpec(ORDER_STATUS_CHANGED, data, frozenset(audience))
 
 
-def order_deleted(order):
-    return EventSpec(ORDER_DELETED, {"order_id": order.pk, "order_number": order.order_number}, order)
+def order_deleted(order, *, audience):
+    data = {"order_id": order.pk, "order_number": order.order_number}
+    return EventSpec(ORDER_DELETED, data, frozenset(audience))
 
 
-def customer_updated(customer, changed):
+def customer_updated(customer, changed, *, audience):
     """`changed`: the names of the fields that changed."""
     data = {
         "customer_id": customer.pk,
@@ -96,13 +95,13 @@ def customer_updated(customer, changed):
         "email": customer.email,
         "changed": sorted(changed),
     }
-    return EventSpec(CUSTOMER_UPDATED, data, customer)
+    return EventSpec(CUSTOMER_UPDATED, data, frozenset(audience))
 
 
-def notification_created(notification):
-    return EventSpec(NOTIFICATION_CREATED, _notification(notification), notification)
+def notification_created(notification, *, audience):
+    return EventSpec(NOTIFICATION_CREATED, _notification(notification), frozenset(audience))
 
 
-def notification_status_changed(notification, old_status):
+def notification_status_changed(notification, old_status, *, audience):
     data = {**_notification(notification), "old_status": old_status}
-    return EventSpec(NOTIFICATION_STATUS_CHANGED, data, notification)
+    return EventSpec(NOTIFICATION_STATUS_CHANGED, data, frozenset(audience))

@@ -5,7 +5,7 @@ import json
 import logging
 import secrets
 import threading
-from collections import Counter, defaultdict
+from collections import Counter
 from datetime import datetime, timedelta
 from functools import partial
 from typing import NamedTuple
@@ -20,10 +20,6 @@ from redis import RedisError
 
 from core import metrics
 from core.redis import redis_client
-from notify.models import Notification
-from notify.selectors import notification_viewer_ids
-from orders.models import Customer, Order
-from orders.selectors import customer_viewer_ids, order_viewer_ids
 from realtime.models import Event, PruneMark
 from realtime.publish import publish
 
@@ -32,21 +28,12 @@ logger = logging.getLogger(__name__)
 STAFF_GROUP = "staff"
 SEQ_KEY = "hub:realtime:seq"
 TICKET_TTL_SECONDS = 30
-_VIEWERS = {Order: order_viewer_ids, Customer: customer_viewer_ids, Notification: notification_viewer_ids}
 # Any constant will do: the key of the lock that orders event-writing transactions.
 _EVENT_ORDER_LOCK = 0x6875625F6576  # "hub_ev"
 
 
 def user_group(user_id):
     return f"user.{user_id}"
-
-
-def _audiences(specs):
-    subjects = defaultdict(dict)
-    for spec in specs:
-        subjects[type(spec.subject)][spec.subject.pk] = spec.subject
-    viewers = {model: _VIEWERS[model](list(by_pk.values())) for model, by_pk in subjects.items()}
-    return [viewers[type(spec.subject)][spec.subject.pk] for spec in specs]
 
 
 def _lock_event_order():
@@ -115,14 +102,15 @@ def _messages(recorded):
     return messages
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def events_record(specs):
-    """Write events (from realtime.events builders) in the current transaction;
-    once it commits they go to the groups of everyone who may see them."""
+    """Write events (from realtime.events builders, each with its audience) in
+    the current transaction; once it commits they go to the groups of everyone
+    who may see them."""
     specs = list(specs)
     if not specs:
         return []
-    audiences = _audiences(specs)
+    audiences = [spec.audience for spec in specs]
     _lock_event_order()
     events = Event.objects.bulk_create([Event(type=spec.type, data=spec.data) for spec in specs])
     recorded = list(zip(events, audiences, strict=True))

@@ -343,15 +343,21 @@ def test_audience_of_a_manual_notification_is_its_sender(user, other_user):
     _assert_audience_matches_rest(event, notification_list, notification, [user, other_user])
 
 
-def test_events_recorded_together_get_each_their_own_audience(staff):
+def test_events_recorded_together_get_each_the_audience_their_caller_gave(staff):
     first, second = UserFactory(), UserFactory()
     one, two = OrderFactory(created_by=first), OrderFactory(created_by=second)
     Event.objects.all().delete()
 
-    recorded = services.events_record([events.order_created(one), events.order_created(two), events.order_deleted(one)])
+    recorded = services.events_record(
+        [
+            events.order_created(one, audience={first.pk}),
+            events.order_created(two, audience={first.pk, second.pk}),
+            events.order_deleted(one, audience=set()),
+        ]
+    )
 
     assert [e.type for e in recorded] == [events.ORDER_CREATED, events.ORDER_CREATED, events.ORDER_DELETED]
-    assert [_audience(e) for e in recorded] == [{first.pk}, {second.pk}, {first.pk}]
+    assert [_audience(e) for e in recorded] == [{first.pk}, {first.pk, second.pk}, set()]
     assert services.events_record([]) == []
 
 
