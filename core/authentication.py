@@ -1,3 +1,4 @@
+from django.utils import timezone
 from knox.auth import TokenAuthentication as KnoxTokenAuthentication
 from rest_framework import exceptions
 
@@ -13,6 +14,15 @@ class TokenAuthentication(KnoxTokenAuthentication):
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("Invalid token.") from None
         return super().authenticate_credentials(token)
+
+    def _cleanup_token(self, auth_token):
+        """Only the token at hand: knox would read every token of the user on
+        every request to delete their expired ones, which the sweeper does
+        instead (core.services.auth_tokens_prune)."""
+        if auth_token.expiry is not None and auth_token.expiry < timezone.now():
+            auth_token.delete()
+            return True
+        return False
 
 
 class OptionalTokenAuthentication(TokenAuthentication):

@@ -125,6 +125,12 @@ def auth_token_revoke(*, token):
     token.delete()
 
 
+@transaction.atomic
+def auth_tokens_prune():
+    """Delete the tokens that expired; returns how many went."""
+    return AuthToken.objects.filter(expiry__lt=timezone.now()).delete()[0]
+
+
 DEMO_ADMIN_USERNAME = "krushnappan"
 DEMO_ADMIN_PASSWORD = "admin_password"
 

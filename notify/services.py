@@ -73,14 +73,16 @@ def _notifications_create(*, sender, items):
     return rows
 
 
-def _notifications_announce(rows, old_status=None):
-    """Record the rows' events: created, or (with `old_status`) moved on from it."""
+def notification_events(rows, *, old_status=None):
+    """The rows' events, for events_record: created, or (with `old_status`) moved on from it."""
     audiences = notification_viewer_ids(rows)
     if old_status is None:
-        specs = [events.notification_created(n, audience=audiences[n.pk]) for n in rows]
-    else:
-        specs = [events.notification_status_changed(n, old_status, audience=audiences[n.pk]) for n in rows]
-    events_record(specs)
+        return [events.notification_created(n, audience=audiences[n.pk]) for n in rows]
+    return [events.notification_status_changed(n, old_status, audience=audiences[n.pk]) for n in rows]
+
+
+def _notifications_announce(rows, old_status=None):
+    events_record(notification_events(rows, old_status=old_status))
 
 
 def notifications_enqueue_on_commit(notifications):
@@ -231,9 +233,11 @@ def _order_event_rows(order_event):
         yield _build(channel=channel, **content, **base, **skipped)
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def notifications_for_order_event(*, order_event):
-    """One row per channel for an order's change: to be sent, or skipped with the reason.
+    """One row per channel for an order's change: to be sent, or skipped with
+    the reason. Ledger rows only: the caller records their events
+    (notification_events) with its own, in one write.
 
     Called inside the order's transaction, so a rollback takes the rows with it.
     """
@@ -241,7 +245,6 @@ def notifications_for_order_event(*, order_event):
         return []
     rows = Notification.objects.bulk_create(list(_order_event_rows(order_event)))
     notifications_enqueue_on_commit(rows)
-    _notifications_announce(rows)
     metrics.notifications_count_on_commit(finished=[r for r in rows if r.status == NotificationStatus.SKIPPED])
     return rows
 

@@ -4,6 +4,7 @@ import threading
 from django.conf import settings
 from django.db import close_old_connections
 
+from core.services import auth_tokens_prune
 from notify.heartbeat import process_id, sweeper_beat
 from notify.services import notifications_sweep
 from realtime.services import events_prune
@@ -13,7 +14,7 @@ logger = logging.getLogger(__name__)
 
 def sweeper_loop(stop: threading.Event):
     """Every NOTIFY_SWEEP_INTERVAL_SECONDS until `stop` is set, re-enqueue what
-    fell through and prune old events; errors are logged, never fatal. Each
+    fell through and prune old events and expired tokens; errors are logged, never fatal. Each
     round that completes leaves a heartbeat, so a health check sees a sweeper
     that is stuck or failing every round, not only one that exited."""
     sweeper_id = process_id()
@@ -22,6 +23,7 @@ def sweeper_loop(stop: threading.Event):
             close_old_connections()
             notifications_sweep()
             events_prune()
+            auth_tokens_prune()
             sweeper_beat(sweeper_id)
         except Exception:
             logger.exception("Sweep failed; trying again next round")

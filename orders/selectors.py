@@ -43,8 +43,8 @@ def customer_audience(customer):
 
 
 def customer_owned_by(user):
-    """The customer record linked to `user`, or None."""
-    return Customer.objects.filter(owner=user).first()
+    """The customer record linked to `user` (its preferences loaded), or None."""
+    return Customer.objects.select_related("preferences").filter(owner=user).first()
 
 
 def order_viewer_ids(orders, by_customer=None):
@@ -60,6 +60,13 @@ def order_with_history(queryset):
     return queryset.prefetch_related(
         Prefetch("events", queryset=OrderEvent.objects.select_related("actor").order_by("created_at", "id"))
     )
+
+
+def order_history_known(order, history):
+    """Give `order` its history rows without a query, as order_with_history
+    would load them: for an order just written, whose rows are in hand."""
+    order._prefetched_objects_cache = {"events": list(history)}
+    return order
 
 
 def preferences_get(*, customer):

@@ -8,7 +8,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from core.exceptions import ApplicationError, Conflict, Forbidden
-from notify.services import notifications_for_order_event
+from notify.services import notification_events, notifications_for_order_event
 from orders.models import (
     Customer,
     NotificationPreference,
@@ -17,7 +17,7 @@ from orders.models import (
     OrderEventKind,
     order_status_next,
 )
-from orders.selectors import customer_audience, customer_owned_by, order_audience
+from orders.selectors import customer_audience, customer_owned_by, order_audience, order_history_known
 from realtime import events
 from realtime.services import events_record
 
@@ -180,16 +180,38 @@ def _new_tracking_number():
     return f"TRK{_random_code(12)}"
 
 
+def order_create(*, by, order_number=None, **fields):
+    """Place an order (`_order_place`'s fields) for the customer record linked
+    to `by`; it starts `pending`.
+
+    A taken number is found by the unique constraints, not by a query before
+    every insert; which one it was is asked once the failed transaction (or
+    savepoint) has rolled back.
+    """
+    numbers = {"order_number": order_number or _new_order_number(), "tracking_number": _new_tracking_number()}
+    try:
+        return _order_place(by=by, **numbers, **fields)
+    except IntegrityError:
+        _order_check_unique(**numbers)
+        raise
+
+
 @transaction.atomic
-def order_create(
-    *, by, total_amount, order_number=None, currency="INR", shipping_address="", shipping_method="standard", notes=""
+def _order_place(
+    *,
+    by,
+    order_number,
+    tracking_number,
+    total_amount,
+    currency="INR",
+    shipping_address="",
+    shipping_method="standard",
+    notes="",
 ):
-    """Place an order for the customer that carries `by`'s email; it starts `pending`."""
     customer = _customer_for_user(by)
-    _order_check_unique(order_number=order_number)
     order = Order(
-        order_number=order_number or _new_order_number(),
-        tracking_number=_new_tracking_number(),
+        order_number=order_number,
+        tracking_number=tracking_number,
         customer=customer,
         created_by=by,
         total_amount=total_amount,
@@ -199,16 +221,11 @@ def order_create(
         notes=notes,
     )
     order.full_clean(exclude=["customer", "created_by"], validate_unique=False, validate_constraints=False)
-    try:
-        with transaction.atomic():
-            order.save()
-    except IntegrityError:
-        # A concurrent order took the number; generated codes practically never collide.
-        _order_check_unique(order_number=order.order_number, tracking_number=order.tracking_number)
-        raise
+    order.save()
     event = OrderEvent.objects.create(order=order, kind=OrderEventKind.CREATED, to_status=order.status, actor=by)
-    events_record([events.order_created(order, audience=order_audience(order))])
-    notifications_for_order_event(order_event=event)
+    rows = notifications_for_order_event(order_event=event)
+    events_record([events.order_created(order, audience=order_audience(order)), *notification_events(rows)])
+    order_history_known(order, [event])
     return order
 
 
@@ -266,8 +283,9 @@ def order_change_status(*, order, status, by):
     event = OrderEvent.objects.create(
         order=order, kind=OrderEventKind.STATUS_CHANGED, from_status=previous, to_status=status, actor=by
     )
-    events_record([events.order_status_changed(order, previous, audience=order_audience(order))])
-    notifications_for_order_event(order_event=event)
+    rows = notifications_for_order_event(order_event=event)
+    specs = [events.order_status_changed(order, previous, audience=order_audience(order)), *notification_events(rows)]
+    events_record(specs)
     return order
 
 

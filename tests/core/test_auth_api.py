@@ -5,6 +5,7 @@ from django.utils import timezone
 from knox.models import AuthToken
 from rest_framework.test import APIClient
 
+from core import services as core_services
 from core.models import User
 from tests.factories import PASSWORD, UserFactory
 from tests.helpers import SEED_USER
@@ -207,3 +208,16 @@ def test_logout_revokes_only_the_token_in_use(user):
 
 def test_logout_needs_a_token(db):
     assert APIClient().post(LOGOUT).status_code == 401
+
+
+@pytest.mark.django_db
+def test_a_token_is_checked_in_one_query(user, django_assert_num_queries):
+    """knox would read every token of the user on each request; the hub reads the one it was given."""
+    for _ in range(3):
+        core_services.auth_token_create(username=user.username, password=PASSWORD)
+    _, key = core_services.auth_token_create(username=user.username, password=PASSWORD)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+
+    with django_assert_num_queries(1):
+        assert client.get("/api/v1/auth/token/check/").status_code == 200

@@ -1,5 +1,8 @@
+from datetime import timedelta
+
 import pytest
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 from knox.models import AuthToken
 
 from core import services
@@ -80,3 +83,13 @@ def test_demo_admin_ensure_is_idempotent_and_keeps_a_changed_password():
     assert not created_again
     assert User.objects.filter(username=services.DEMO_ADMIN_USERNAME).count() == 1
     assert again.check_password("a-new-secret-password")
+
+
+def test_auth_tokens_prune_deletes_the_expired_tokens_only(user):
+    fresh, _ = services.auth_token_create(username=user.username, password=PASSWORD)
+    stale, _ = services.auth_token_create(username=user.username, password=PASSWORD)
+    AuthToken.objects.filter(pk=stale.pk).update(expiry=timezone.now() - timedelta(seconds=1))
+
+    assert services.auth_tokens_prune() == 1
+
+    assert list(AuthToken.objects.values_list("pk", flat=True)) == [fresh.pk]
