@@ -138,8 +138,10 @@ def _customer_for_user(user):
             "Your account has no email address, so no customer record can be made for it.",
             code="no_customer_email",
         )
-    # Serialises a user's first orders, so they link one record, not two.
-    get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+    # Serialises a user's first orders, so they link one record, not two. NO KEY:
+    # the foreign keys to the user that every order and event insert checks
+    # (FOR KEY SHARE) must not wait for it, or they deadlock with it.
+    get_user_model().objects.select_for_update(no_key=True).filter(pk=user.pk).first()
     customer = customer_owned_by(user)
     if customer is not None:
         return customer

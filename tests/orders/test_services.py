@@ -617,3 +617,34 @@ def test_order_delete_removes_order_and_its_events_only(user, staff):
     assert OrderEvent.objects.count() == 1
     assert OrderEvent.objects.get().order_id == kept.pk
     assert Customer.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_order_create_first_orders_placed_at_once_share_one_new_record():
+    """Each in a transaction of its own, on a connection of its own, as
+    concurrent requests are; they must neither deadlock nor make two records."""
+    import threading
+
+    from django.db import connection
+
+    user = UserFactory()
+    results, start = [], threading.Barrier(6)
+
+    def place():
+        try:
+            start.wait()
+            results.append(services.order_create(by=user, total_amount=Decimal("5.00")).customer_id)
+        except Exception as exc:  # noqa: BLE001  (the test reports it)
+            results.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=place) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert len(results) == 6 and not [r for r in results if isinstance(r, Exception)], results
+    assert len(set(results)) == 1
+    assert Customer.objects.get().owner == user

@@ -1,0 +1,264 @@
+"""The write path under load, services mode, on loopback services.
+
+    .venv/bin/python bench/load.py [--seconds 10] [--clients 16] [--latency-clients 8]
+
+Recreates a dedicated PostgreSQL database (`hub_load_bench`), flushes a
+dedicated Redis database (/8), starts an SMTP sink, one Daphne process, one
+`rundramatiq` worker and the sweeper, with a bare Django JSON view added to the
+hub's routes (bench/anchor_settings.py) as the anchor. Then, one phase after
+another, for `--seconds` each:
+
+- the bare view, and `GET /api/v1/auth/token/check/`, at `--clients`;
+- `POST /api/v1/orders/` at `--clients`, then at `--latency-clients`;
+- `GET /api/v1/orders/` (20 rows a page) at `--clients`;
+
+while a user socket and a staff socket on `/ws/events/` check every event
+they get: ids in order, `resync_required`, and event written -> received.
+It prints each figure, the ratios and a verdict per target.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import common
+import httpx
+import psycopg
+import redis
+import websockets
+from common import ROOT, BenchError, OutOfTime, check_urls, machine, percentile, remaining, reset_database, wait_until
+from notify_throughput import Hub, SmtpSink
+
+START_TIMEOUT_SECONDS = 60
+PASSWORD = "bench-Load-2024!"
+ORDER = {"total_amount": "149.99", "currency": "INR", "shipping_address": "1 Bench Road", "notes": "load"}
+TARGETS = {"creates_per_s": 150, "create_p99_ms": 100, "token_check_ratio": 0.6, "event_p99_ms": 100}
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each phase (default 10)")
+    parser.add_argument("--clients", type=int, default=16, help="concurrent clients for throughput (default 16)")
+    parser.add_argument("--latency-clients", type=int, default=8, help="concurrent clients for the p99 (default 8)")
+    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/hub_load_bench")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/8")
+    parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--json", type=Path, help="also write the results to this file")
+    return parser.parse_args(argv)
+
+
+def _account(client, username, staff_of=None):
+    """A registered account's token (staff ones are made so by the database)."""
+    body = {"username": username, "password": PASSWORD, "email": f"{username}@example.com"}
+    response = client.post("/api/v1/auth/register/", json=body)
+    if response.status_code != 201:
+        raise BenchError(f"register answered {response.status_code}: {response.text[:300]}")
+    if staff_of:
+        with psycopg.connect(staff_of, autocommit=True) as conn:
+            conn.execute("UPDATE core_user SET is_staff = true WHERE username = %s", [username])
+    response = client.post("/api/v1/auth/token/", json={"username": username, "password": PASSWORD})
+    if response.status_code != 200:
+        raise BenchError(f"token answered {response.status_code}: {response.text[:300]}")
+    return response.json()["token"]
+
+
+async def _phase(url, token, method, path, clients, seconds, body=None, expect=200):
+    """Requests from `clients` concurrent clients for `seconds`: (count per second, sorted latencies, errors)."""
+    latencies, errors = [], 0
+    stop_at = time.monotonic() + seconds
+    headers = {"Authorization": f"Token {token}"} if token else {}
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=30) as client:
+
+        async def one_client():
+            nonlocal errors
+            while time.monotonic() < stop_at:
+                began = time.perf_counter()
+                response = await client.request(method, path, json=body)
+                latencies.append(time.perf_counter() - began)
+                if response.status_code != expect:
+                    errors += 1
+
+        began = time.monotonic()
+        await asyncio.gather(*(one_client() for _ in range(clients)))
+        wall = time.monotonic() - began
+    return {"per_s": len(latencies) / wall, "latencies": sorted(latencies), "errors": errors}
+
+
+class Watcher:
+    """One socket, checking each event it gets."""
+
+    def __init__(self, url, token, name):
+        self.url = url.replace("http://", "ws://", 1) + "/ws/events/"
+        self.token, self.name = token, name
+        self.events, self.resyncs, self.backwards, self.latencies = 0, 0, 0, []
+        self.last_id = 0
+
+    async def run(self, stop):
+        headers = {"Authorization": f"Token {self.token}"}
+        async with websockets.connect(self.url, additional_headers=headers, max_queue=None) as ws:
+            while not stop.is_set():
+                try:
+                    raw = await asyncio.wait_for(ws.recv(), 0.5)
+                except TimeoutError:
+                    continue
+                received = time.time()
+                message = json.loads(raw)
+                if message.get("type") == "resync_required":
+                    self.resyncs += 1
+                elif isinstance(message.get("id"), int):
+                    self.events += 1
+                    if message["id"] <= self.last_id:
+                        self.backwards += 1
+                    self.last_id = max(self.last_id, message["id"])
+                    written = time.mktime(time.strptime(message["ts"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+                    written += float("0" + message["ts"][19:26]) if message["ts"][19] == "." else 0.0
+                    self.latencies.append(received - written)
+
+    def report(self):
+        latencies = sorted(self.latencies)
+        return {
+            "events": self.events,
+            "resync_required": self.resyncs,
+            "out_of_order": self.backwards,
+            "p99_ms": round(1000 * percentile(latencies, 0.99), 1) if latencies else None,
+        }
+
+
+async def _drive(url, user_token, staff_token, args):
+    stop = asyncio.Event()
+    watchers = [Watcher(url, user_token, "user"), Watcher(url, staff_token, "staff")]
+    tasks = [asyncio.create_task(w.run(stop)) for w in watchers]
+    await asyncio.sleep(1)
+    phases = {}
+    n, s = args.clients, args.seconds
+    phases["bare view"] = await _phase(url, None, "GET", "/bench/bare/", n, s)
+    phases["token check"] = await _phase(url, user_token, "GET", "/api/v1/auth/token/check/", n, s)
+    phases["order create"] = await _phase(url, user_token, "POST", "/api/v1/orders/", n, s, ORDER, 201)
+    phases[f"order create at {args.latency_clients}"] = await _phase(
+        url, user_token, "POST", "/api/v1/orders/", args.latency_clients, s, ORDER, 201
+    )
+    phases["order list"] = await _phase(url, user_token, "GET", "/api/v1/orders/", n, s)
+    await asyncio.sleep(3)  # the last events, and the worker's status changes
+    stop.set()
+    await asyncio.gather(*tasks)
+    return phases, {w.name: w.report() for w in watchers}
+
+
+def _ms(latencies, fraction):
+    return round(1000 * percentile(latencies, fraction), 1) if latencies else None
+
+
+def report(info):
+    print(f"\nmachine: {info['machine']}")
+    print(f"{'phase':<24} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    for name, phase in info.get("phases", {}).items():
+        print(
+            f"{name:<24} {phase['per_s']:>8.1f} {_ms(phase['latencies'], 0.5):>8} "
+            f"{_ms(phase['latencies'], 0.99):>8} {phase['errors']:>7}"
+        )
+    for name, socket in info.get("sockets", {}).items():
+        print(f"{name} socket: {socket}")
+    if "phases" in info:
+        phases = info["phases"]
+        ratio = phases["token check"]["per_s"] / phases["bare view"]["per_s"]
+        creates = phases["order create"]["per_s"]
+        p99 = _ms(next(p for k, p in phases.items() if k.startswith("order create at"))["latencies"], 0.99)
+        event_p99 = max((s["p99_ms"] or 0) for s in info["sockets"].values())
+        clean = all(s["resync_required"] == 0 and s["out_of_order"] == 0 for s in info["sockets"].values())
+        verdicts = {
+            f"order creates/s >= {TARGETS['creates_per_s']}": (round(creates, 1), creates >= TARGETS["creates_per_s"]),
+            f"order create p99 < {TARGETS['create_p99_ms']} ms": (p99, p99 < TARGETS["create_p99_ms"]),
+            f"token check / bare view >= {TARGETS['token_check_ratio']}": (
+                round(ratio, 3),
+                ratio >= TARGETS["token_check_ratio"],
+            ),
+            "sockets: no resync, in id order": (clean, clean),
+            f"event written -> received p99 < {TARGETS['event_p99_ms']} ms": (
+                event_p99,
+                event_p99 < TARGETS["event_p99_ms"],
+            ),
+        }
+        for name, (value, met) in verdicts.items():
+            print(f"  {'MET ' if met else 'NOT MET'}  {name}: {value}")
+    if "error" in info:
+        print(f"error: {info['error']}")
+
+
+def run(args):
+    deadline = time.monotonic() + args.timeout
+    db_name, maintenance_url = check_urls(args.database_url, args.redis_url, ("bench",), "redis://127.0.0.1:6379/8")
+    log_dir = Path(tempfile.mkdtemp(prefix="load-bench-"))
+    info = {"machine": machine(), "parameters": vars(args) | {"json": str(args.json)}, "log_dir": str(log_dir)}
+    print(f"logs in {log_dir}")
+    sink = hub = None
+    exit_code = 2
+    try:
+        reset_database(db_name, maintenance_url)
+        redis.Redis.from_url(args.redis_url, socket_timeout=5).flushdb()
+        sink = SmtpSink()
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "anchor_settings",
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "bench"), str(ROOT)]),
+            "DATABASE_URL": args.database_url,
+            "REDIS_URL": args.redis_url,
+            "DEBUG": "0",
+            "SECRET_KEY": "load-bench-secret-key",
+            "HTTPS_ONLY": "0",
+            "ALLOWED_HOSTS": "127.0.0.1",
+            "EMAIL_URL": f"smtp://127.0.0.1:{sink.port}",
+            "AUTH_THROTTLE_RATE": "100000/minute",
+            "NOTIFY_THROTTLE_RATE": "100000/minute",
+            "PYTHONUNBUFFERED": "1",
+        }
+        hub = Hub(env, log_dir)
+        hub.manage("migrate", "--noinput", timeout=remaining(deadline))
+        web = ["-m", "daphne", "--verbosity", "0", "--bind", "127.0.0.1", "--port", str(hub.port)]
+        hub.start("web", *web, "project.asgi:application")
+        hub.start("worker", "manage.py", "rundramatiq", "--processes", "1", "--threads", "8")
+        hub.start("sweeper", "manage.py", "run_sweeper")
+        start_by = min(deadline, time.monotonic() + START_TIMEOUT_SECONDS)
+        with httpx.Client(base_url=hub.url, timeout=10) as client:
+
+            def up():
+                hub.check_alive()
+                with contextlib.suppress(httpx.TransportError):
+                    return client.get("/health/worker/", timeout=2).status_code == 200
+                return False
+
+            wait_until(up, start_by, "Daphne and the worker's first heartbeat")
+            user_token = _account(client, "load_user")
+            staff_token = _account(client, "load_staff", staff_of=args.database_url)
+        exit_code = 1
+        print(f"hub on {hub.url}; {args.seconds:g} s a phase ...")
+        info["phases"], info["sockets"] = asyncio.run(_drive(hub.url, user_token, staff_token, args))
+        exit_code = 0
+    except (BenchError, OutOfTime, subprocess.TimeoutExpired, psycopg.Error, redis.RedisError, httpx.HTTPError) as exc:
+        info["error"] = f"{type(exc).__name__}: {exc}"
+    except KeyboardInterrupt:
+        info["error"] = "interrupted"
+        exit_code = 130
+    finally:
+        if hub:
+            hub.stop()
+        if sink:
+            sink.stop()
+    report(info)
+    if args.json:
+        for phase in info.get("phases", {}).values():
+            phase["p50_ms"], phase["p99_ms"] = _ms(phase["latencies"], 0.5), _ms(phase["latencies"], 0.99)
+            del phase["latencies"]
+        args.json.write_text(json.dumps(info, indent=2, default=str) + "\n")
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(common.main(parse_args, run))
