@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import psycopg
+import redis
 from psycopg import sql
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -27,6 +29,30 @@ class BenchError(Exception):
 
 class OutOfTime(Exception):
     pass
+
+
+# What ends a benchmark's run with its error reported, rather than a traceback.
+RUN_ERRORS = (BenchError, OutOfTime, subprocess.TimeoutExpired, psycopg.Error, redis.RedisError, httpx.HTTPError)
+
+
+def services_env(*, database_url, redis_url, smtp_port, secret_key, **extra):
+    """The environment of the hub's processes in a benchmark: services mode on
+    loopback, plain HTTP, mail to the sink, throttles out of the way."""
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "DEBUG": "0",
+        "SECRET_KEY": secret_key,
+        # The benchmark drives the hub over plain HTTP on loopback.
+        "HTTPS_ONLY": "0",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "EMAIL_URL": f"smtp://127.0.0.1:{smtp_port}",
+        "AUTH_THROTTLE_RATE": "100000/minute",
+        "NOTIFY_THROTTLE_RATE": "100000/minute",
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
 
 
 def free_port():

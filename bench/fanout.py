@@ -52,7 +52,6 @@ import multiprocessing
 import os
 import resource
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -67,9 +66,9 @@ import redis
 from common import (
     CLOCK_TICKS,
     ROOT,
+    RUN_ERRORS,
     STOP_TIMEOUT_SECONDS,
     BenchError,
-    OutOfTime,
     Processes,
     check_urls,
     cpu_delta,
@@ -995,7 +994,7 @@ def run(args):
             exit_code = 0
         else:
             info["error"] = "some events were not delivered"
-    except (BenchError, OutOfTime, subprocess.TimeoutExpired, psycopg.Error, redis.RedisError, httpx.HTTPError) as exc:
+    except RUN_ERRORS as exc:
         info["error"] = f"{type(exc).__name__}: {exc}"
     except KeyboardInterrupt:
         info["error"] = "interrupted"

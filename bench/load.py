@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +32,18 @@ import httpx
 import psycopg
 import redis
 import websockets
-from common import ROOT, BenchError, OutOfTime, check_urls, machine, percentile, remaining, reset_database, wait_until
+from common import (
+    ROOT,
+    RUN_ERRORS,
+    BenchError,
+    check_urls,
+    machine,
+    percentile,
+    remaining,
+    reset_database,
+    services_env,
+    wait_until,
+)
 from notify_throughput import Hub, SmtpSink
 
 START_TIMEOUT_SECONDS = 60
@@ -204,21 +214,14 @@ def run(args):
         reset_database(db_name, maintenance_url)
         redis.Redis.from_url(args.redis_url, socket_timeout=5).flushdb()
         sink = SmtpSink()
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "anchor_settings",
-            "PYTHONPATH": os.pathsep.join([str(ROOT / "bench"), str(ROOT)]),
-            "DATABASE_URL": args.database_url,
-            "REDIS_URL": args.redis_url,
-            "DEBUG": "0",
-            "SECRET_KEY": "load-bench-secret-key",
-            "HTTPS_ONLY": "0",
-            "ALLOWED_HOSTS": "127.0.0.1",
-            "EMAIL_URL": f"smtp://127.0.0.1:{sink.port}",
-            "AUTH_THROTTLE_RATE": "100000/minute",
-            "NOTIFY_THROTTLE_RATE": "100000/minute",
-            "PYTHONUNBUFFERED": "1",
-        }
+        env = services_env(
+            database_url=args.database_url,
+            redis_url=args.redis_url,
+            smtp_port=sink.port,
+            secret_key="load-bench-secret-key",
+            DJANGO_SETTINGS_MODULE="anchor_settings",  # the hub's routes and the bare view
+            PYTHONPATH=os.pathsep.join([str(ROOT / "bench"), str(ROOT)]),
+        )
         hub = Hub(env, log_dir)
         hub.manage("migrate", "--noinput", timeout=remaining(deadline))
         web = ["-m", "daphne", "--verbosity", "0", "--bind", "127.0.0.1", "--port", str(hub.port)]
@@ -241,7 +244,7 @@ def run(args):
         print(f"hub on {hub.url}; {args.seconds:g} s a phase ...")
         info["phases"], info["sockets"] = asyncio.run(_drive(hub.url, user_token, staff_token, args))
         exit_code = 0
-    except (BenchError, OutOfTime, subprocess.TimeoutExpired, psycopg.Error, redis.RedisError, httpx.HTTPError) as exc:
+    except RUN_ERRORS as exc:
         info["error"] = f"{type(exc).__name__}: {exc}"
     except KeyboardInterrupt:
         info["error"] = "interrupted"

@@ -110,6 +110,11 @@ def notifications_enqueue(ids_with_priority, *, delay_ms=None, request_id=None):
     Notification.objects.filter(pk__in=[pk for pk, _ in ids_with_priority], status__in=waiting).update(
         status=NotificationStatus.QUEUED, queued_at=timezone.now()
     )
+    _send_messages(ids_with_priority, delay_ms=delay_ms, request_id=request_id)
+
+
+def _send_messages(ids_with_priority, *, delay_ms, request_id):
+    """The broker messages for (id, priority) pairs: by priority's queue, NOTIFY_BATCH_SIZE ids to a message."""
     by_actor = defaultdict(list)
     for pk, priority in ids_with_priority:
         by_actor[deliver_actor_for(priority)].append(pk)
@@ -294,12 +299,18 @@ def _backoff_seconds(attempt, retry_after=None):
     return max(delay, float(retry_after or 0))
 
 
+# How long a row that was locked when its batch was claimed waits before its
+# next try (a delete of its order, say, was setting its order_id to NULL).
+LOCKED_RETRY_MS = 1000
+
+
 def _claim(ids, now):
     """Take the rows of `ids` that are ours to send, all stamped `sending_at=now`.
 
     A row is ours if it waits and is due, or if a worker that died left it
-    `sending` for longer than the timeout. Rows another worker is claiming at
-    this moment are skipped, not waited for.
+    `sending` for longer than the timeout. Rows another transaction holds at
+    this moment are skipped, not waited for, and tried again shortly: nothing
+    else would send them before the sweeper.
     """
     due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + timedelta(seconds=1))
     waiting = Q(status__in=[NotificationStatus.PENDING, NotificationStatus.QUEUED]) & due
@@ -313,8 +324,15 @@ def _claim(ids, now):
         )
         claim = {"status": NotificationStatus.SENDING, "sending_at": now}
         Notification.objects.filter(pk__in=[row.pk for row in rows]).update(**claim, attempts=F("attempts") + 1)
+        skipped = []
+        if len(rows) < len(set(ids)):
+            # Read without a lock: what still waits and was not returned is held by another transaction.
+            unclaimed = set(ids) - {row.pk for row in rows}
+            skipped = list(Notification.objects.filter(waiting, pk__in=unclaimed).values_list("pk", "priority"))
     for row in rows:
         row.status, row.sending_at, row.attempts = NotificationStatus.SENDING, now, row.attempts + 1
+    if skipped:
+        _send_messages(skipped, delay_ms=LOCKED_RETRY_MS, request_id=request_id_current())
     return rows
 
 

@@ -464,3 +464,41 @@ def test_admin_retry_action_requeues_failed_notifications(user, django_capture_o
     statuses = dict(Notification.objects.values_list("pk", "status"))
     assert (statuses[failed.pk], statuses[sent.pk]) == (S.QUEUED, S.SENT)
     assert client.get(f"/admin/notify/notification/{failed.pk}/change/").status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deliver_tries_again_shortly_a_row_another_transaction_held(user, smtp_sink):
+    """As when the order's delete sets its notifications' order_id to NULL just
+    as a worker claims them: the claim skips the held row, and a delayed message
+    brings it back, rather than leaving it queued for the sweeper."""
+    import threading
+
+    from tests.conftest import service_unavailable
+
+    if connection.vendor != "postgresql":
+        service_unavailable("row locks need PostgreSQL; DATABASE_URL does not point at it")
+    notification = _send(user)
+    get_broker().flush_all()
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with transaction.atomic():
+            Notification.objects.select_for_update().get(pk=notification.pk)
+            held.set()
+            release.wait(10)
+        connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(10)
+    try:
+        assert services.notifications_deliver(notification_ids=[notification.pk]) == []
+    finally:
+        release.set()
+        holder.join(10)
+
+    assert _queued() == {"notify.DQ": 1}
+    assert _batches("notify.DQ") == [[notification.pk]]
+    assert services.notifications_deliver(notification_ids=[notification.pk])[0].pk == notification.pk
+    notification.refresh_from_db()
+    assert notification.status == S.SENT
