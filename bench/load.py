@@ -25,6 +25,7 @@ import os
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import common
@@ -128,9 +129,7 @@ class Watcher:
                     if message["id"] <= self.last_id:
                         self.backwards += 1
                     self.last_id = max(self.last_id, message["id"])
-                    written = time.mktime(time.strptime(message["ts"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
-                    written += float("0" + message["ts"][19:26]) if message["ts"][19] == "." else 0.0
-                    self.latencies.append(received - written)
+                    self.latencies.append(received - datetime.fromisoformat(message["ts"]).timestamp())
 
     def report(self):
         latencies = sorted(self.latencies)
