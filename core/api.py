@@ -16,11 +16,18 @@ from core.serializers import (
 from core.throttles import LoginUsernameThrottle
 
 
-class TokenApi(APIView):
+class AnonymousAuthApi(APIView):
+    """An auth endpoint for callers without credentials (sign in, register,
+    verify): no authentication, held to the `auth` throttle per address."""
+
     authentication_classes = []
     permission_classes = [AllowAny]
-    throttle_classes = [ScopedRateThrottle, LoginUsernameThrottle]
+    throttle_classes = [ScopedRateThrottle]
     throttle_scope = "auth"
+
+
+class TokenApi(AnonymousAuthApi):
+    throttle_classes = [ScopedRateThrottle, LoginUsernameThrottle]
 
     @swagger_auto_schema(
         operation_summary="Get a token",

@@ -23,12 +23,14 @@ def notification_list(*, user):
 def _related(rows, field, model, **lookup):
     """{pk: instance} of the `field` foreign keys of `rows`: those already
     loaded on them as they are, the rest in one query."""
-    descriptor = getattr(type(rows[0]), field) if rows else None
-    found = {getattr(row, f"{field}_id"): getattr(row, field) for row in rows if descriptor.is_cached(row)}
+    if not rows:
+        return {}
+    descriptor = getattr(type(rows[0]), field)
+    loaded = [getattr(row, field) for row in rows if descriptor.is_cached(row)]
+    found = {instance.pk: instance for instance in loaded if instance is not None}
     missing = {getattr(row, f"{field}_id") for row in rows} - set(found) - {None}
     if missing:
         found.update(model.objects.filter(**lookup).in_bulk(missing))
-    found.pop(None, None)
     return found
 
 

@@ -264,18 +264,16 @@ def email_verification_notify(*, user, code):
     context = {"user": user, "code": code, "hours": round(settings.EMAIL_VERIFICATION_TTL.total_seconds() / 3600)}
     template = f"notify/{NotificationKind.EMAIL_VERIFICATION}"
     title = " ".join(render_to_string(f"{template}/subject.txt", context).split())
-    row = _build(
-        kind=NotificationKind.EMAIL_VERIFICATION,
-        channel=Channel.EMAIL,
-        recipient=user.email,
-        title=title,
-        message=render_to_string(f"{template}/body.txt", context).strip(),
-        html_message=render_to_string(f"{template}/body.html", {"title": title, **context}),
-        priority=Priority.HIGH,
-    )
-    row.save()
-    notifications_enqueue_on_commit([row])
-    _notifications_announce([row])
+    item = {
+        "kind": NotificationKind.EMAIL_VERIFICATION,
+        "channel": Channel.EMAIL,
+        "recipient": user.email,
+        "title": title,
+        "message": render_to_string(f"{template}/body.txt", context).strip(),
+        "html_message": render_to_string(f"{template}/body.html", {"title": title, **context}),
+        "priority": Priority.HIGH,
+    }
+    (row,) = _notifications_create(sender=None, items=[item])
     return row
 
 

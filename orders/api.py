@@ -1,11 +1,12 @@
 from drf_yasg.utils import swagger_auto_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
+from core.api import AnonymousAuthApi
 from core.permissions import IsStaff
 from core.schema import error_response
 from core.serializers import RegisterSerializer, UserSerializer, VerifySerializer
@@ -23,12 +24,7 @@ from orders.serializers import (
 )
 
 
-class RegisterApi(APIView):
-    authentication_classes = []
-    permission_classes = [AllowAny]
-    throttle_classes = [ScopedRateThrottle]
-    throttle_scope = "auth"
-
+class RegisterApi(AnonymousAuthApi):
     @swagger_auto_schema(
         operation_summary="Register a user",
         operation_description="The account's email is unverified until the code mailed to it is posted "
@@ -44,12 +40,7 @@ class RegisterApi(APIView):
         return Response(UserSerializer(user).data, status=status.HTTP_201_CREATED)
 
 
-class VerifyApi(APIView):
-    authentication_classes = []
-    permission_classes = [AllowAny]
-    throttle_classes = [ScopedRateThrottle]
-    throttle_scope = "auth"
-
+class VerifyApi(AnonymousAuthApi):
     @swagger_auto_schema(
         operation_summary="Verify an account's email",
         operation_description="Takes the code from the verification mail; it works once, within "

@@ -39,8 +39,10 @@ def _customer_check_unique_email(*, by, email, exclude_pk=None):
     """One record per email among those `by` created or owns. Other people's
     records are not looked at: the answer must not tell which addresses the
     hub knows."""
+    if by is None:
+        return
     mine = Customer.objects.filter(Q(created_by=by) | Q(owner=by), email__iexact=email).exclude(pk=exclude_pk)
-    if by is not None and mine.exists():
+    if mine.exists():
         raise ValidationError({"email": ["You already have a customer with this email."]})
 
 
@@ -147,9 +149,7 @@ def _customer_for_user(user):
         return customer
     made = Customer.objects.filter(created_by=user, owner__isnull=True, email__iexact=user.email).first()
     if made is not None:
-        made.owner = user
-        made.save(update_fields=["owner", "updated_at"])
-        return made
+        return _customer_link(made, user)
     return customer_create(by=user, owner=user, name=user.get_full_name() or user.get_username(), email=user.email)
 
 
@@ -167,11 +167,14 @@ def customer_claim(*, user):
         .order_by("created_at", "id")
         .first()
     )
-    if claimable is None:
-        return None
-    claimable.owner = user
-    claimable.save(update_fields=["owner", "updated_at"])
-    return claimable
+    return None if claimable is None else _customer_link(claimable, user)
+
+
+def _customer_link(customer, user):
+    """Make `user` the owner of `customer` (locked by the caller's transaction, or just found)."""
+    customer.owner = user
+    customer.save(update_fields=["owner", "updated_at"])
+    return customer
 
 
 def _new_order_number():

@@ -33,7 +33,8 @@ def web_alive(port):
     except (ValueError, KeyError, TypeError):
         return False, f"{url} answered {response.status_code} without a health report"
     checks = {"database": database_check} | ({"redis": redis_check} if settings.REDIS_URL else {})
-    down = [f"{name} ({reason})" for name, check in checks.items() for ok, reason in [check()] if not ok]
+    results = {name: check() for name, check in checks.items()}
+    down = [f"{name} ({reason})" for name, (ok, reason) in results.items() if not ok]
     if down:
         return False, f"down: {', '.join(down)}"
     return True, f"{url} answered {response.status_code}"
