@@ -11,9 +11,13 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from realtime.publish import serve_on_this_loop  # noqa: E402
+from realtime.relay import relay_start  # noqa: E402
 from realtime.routing import websocket_app  # noqa: E402
 
 application = serve_on_this_loop(ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket_app}))
+
+# Every web process runs a relay: on PostgreSQL one leads and the others stand by.
+relay_start()
 
 if not settings.REDIS_URL:
     # Embedded mode: no separate worker processes, so this one delivers.

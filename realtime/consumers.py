@@ -24,16 +24,13 @@ from core.logs import client_address, request_id_accept, request_id_bind
 from realtime.auth import credential_current, origin_allowed, socket_credential
 from realtime.events import EVENT_TYPES
 from realtime.selectors import events_after, events_resumable_from
-from realtime.services import STAFF_GROUP, credentials_group, user_group
+from realtime.relay import STAFF_GROUP, user_group
+from realtime.services import credentials_group
 
 MAX_MESSAGE_BYTES = 4096
 # Client messages: a burst of RATE_BURST, refilled at RATE_PER_SECOND.
 RATE_BURST = 20
 RATE_PER_SECOND = 5.0
-# How long a missing layer message may be late (another process published
-# it) before the socket counts it as dropped.
-GAP_GRACE_SECONDS = 2.0
-
 # Daphne lets an application close only with 1000 or 3000-4999.
 CLOSE_UNSUPPORTED = 4003
 CLOSE_TOO_BIG = 4009
@@ -115,11 +112,11 @@ class EventConsumer(AsyncWebsocketConsumer):
             return
         self.user = self.credential.user
         self.types, self.order_id = None, None  # no narrowing
-        self.replayed_through = 0  # live copies of replayed events are dropped
-        self.delivered_through = 0  # the newest event handled, sent or filtered out
-        self.next_seq, self.held, self.gap_timer = None, {}, None  # layer messages, by seq
+        # The newest event handled, sent or filtered out; None until the first
+        # (a socket that does not resume starts with what comes live).
+        self.delivered_through = None
         self.tokens, self.refilled = float(RATE_BURST), time.monotonic()
-        self.lock = asyncio.Lock()  # the gap check runs beside the handlers; they take turns
+        self.lock = asyncio.Lock()  # a replay and the live messages take turns
         self.group = STAFF_GROUP if self.user.is_staff else user_group(self.user.pk)
         # Join before replaying: what is published meanwhile waits in the layer.
         async with _layer_slot():
@@ -144,7 +141,7 @@ class EventConsumer(AsyncWebsocketConsumer):
             _socket_closed(self, code)
             metrics.socket_closed()
             self.opened_at = None
-        for name in ("heartbeat", "gap_timer", "expiry_timer"):
+        for name in ("heartbeat", "expiry_timer"):
             pending = getattr(self, name, None)
             if pending is not None:
                 pending.cancel()
@@ -258,31 +255,36 @@ class EventConsumer(AsyncWebsocketConsumer):
         if type(last_event_id) is not int or last_event_id < 0:
             await self._error("bad_last_event_id", "last_event_id must be a whole number of at least 0.")
             return
-        after = last_event_id
-        if not await database_sync_to_async(events_resumable_from)(after):
-            await self._resync("the event log no longer has what followed last_event_id", after)
+        if not await database_sync_to_async(events_resumable_from)(last_event_id):
+            await self._resync("the event log no longer has what followed last_event_id", last_event_id)
             return
+        await self._send_from_log(after=last_event_id)
+
+    async def _send_from_log(self, *, after, before=None):
+        """Send what the log has after `after` (and before `before`) for this
+        socket; live messages of those events are then dropped as handled.
+        False if the socket closed instead: its credentials ended."""
         while True:
-            events = await database_sync_to_async(self._events_after)(after)
+            events = await database_sync_to_async(self._events_after)(after, before)
             if events is None:
                 await self._end("The credentials this socket opened with no longer stand.")
-                return
+                return False
             for event in events:
                 if self._wanted(event.type, event.data.get("order_id")):
                     await self._send_json(event.envelope())
             if not events:
                 break
             after = events[-1].id
-        # Anything live at or below this id was committed before the query
-        # above (ids follow commit order), so the replay already had it.
-        self.replayed_through = max(self.replayed_through, after)
-        self.delivered_through = max(self.delivered_through, after)
+        self.delivered_through = max(self.delivered_through or 0, after)
+        return True
 
-    def _events_after(self, after):
-        """What a replay sends next, or None once the socket's credentials ended:
-        a replay shows history, so it asks the database rather than wait for
-        the message that closes the socket."""
-        return events_after(user=self.user, after=after) if credential_current(self.credential) else None
+    def _events_after(self, after, before):
+        """What the log sends next, or None once the socket's credentials ended:
+        it shows history, so it asks the database rather than wait for the
+        message that closes the socket."""
+        if not credential_current(self.credential):
+            return None
+        return events_after(user=self.user, after=after, before=before)
 
     async def _resync(self, reason, last_event_id=None):
         data = {"reason": reason, "last_event_id": last_event_id}
@@ -292,49 +294,27 @@ class EventConsumer(AsyncWebsocketConsumer):
 
     async def event_message(self, message):
         async with self.lock:
-            await self._in_order(message)
+            await self._live(message)
 
-    async def _in_order(self, message):
-        """Deliver the group's messages in `seq` (commit) order: one that comes
-        early waits for those before it, at most GAP_GRACE_SECONDS."""
-        seq = message["seq"]
-        if self.next_seq is None:
-            self.next_seq = seq
-        if seq < self.next_seq:
-            # Late: published just as the socket joined, or given up on.
-            await self._deliver(message)
-            return
-        self.held[seq] = message
-        while self.next_seq in self.held:
-            await self._deliver(self.held.pop(self.next_seq))
-            self.next_seq += 1
-        if self.held and self.gap_timer is None:
-            self.gap_timer = asyncio.get_running_loop().call_later(GAP_GRACE_SECONDS, self._gap_expired)
-        elif not self.held and self.gap_timer is not None:
-            self.gap_timer.cancel()
-            self.gap_timer = None
-
-    async def _deliver(self, message):
-        self.delivered_through = max(self.delivered_through, message["id"])
-        if message["id"] > self.replayed_through and self._wanted(message["event_type"], message["order_id"]):
+    async def _live(self, message):
+        """A message from the relay, in log order. `prev` names the event the
+        relay sent this socket's group before it: if this socket has not
+        handled it, the layer dropped messages (or a new relay does not know
+        what the last one sent, `prev` None), and the log has what is missing."""
+        event_id, prev = message["id"], message["prev"]
+        if self.delivered_through is not None:
+            if event_id <= self.delivered_through:
+                return  # sent already, from the log
+            if prev is None or prev > self.delivered_through:
+                if prev is not None:
+                    socket_logger.warning(
+                        "Socket missed layer messages; reading events %d to %d from the log",
+                        self.delivered_through + 1,
+                        event_id - 1,
+                        extra={"user_id": self.user.pk, "request_id": self.request_id},
+                    )
+                if not await self._send_from_log(after=self.delivered_through, before=event_id):
+                    return
+        self.delivered_through = event_id
+        if self._wanted(message["event_type"], message["order_id"]):
             await self.send(text_data=message["text"])
-
-    def _gap_expired(self):
-        self.gap_timer = None  # disconnect cancels it, so the socket is still open
-        asyncio.ensure_future(self._skip_gap())
-
-    async def _skip_gap(self):
-        """A number that never came is either an event the layer dropped (the
-        socket fell behind) or one whose transaction rolled back: the log says which."""
-        async with self.lock:
-            if self.held:  # else what was missing came after all
-                await self._skip_held()
-
-    async def _skip_held(self):
-        first_held = self.held[min(self.held)]["id"]
-        missed = await database_sync_to_async(events_after)(user=self.user, after=self.delivered_through, limit=1)
-        if missed and missed[0].id < first_held:
-            await self._resync("this connection fell behind and missed events")
-        for seq in sorted(self.held):
-            await self._deliver(self.held.pop(seq))
-            self.next_seq = seq + 1

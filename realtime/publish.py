@@ -7,8 +7,9 @@ private loop in a daemon thread. Either way one task drains a queue, so a
 thread that commits never opens a loop or a Redis connection of its own, and
 a process's events leave in the order it committed them.
 
-Messages arrive here numbered (see realtime.services.events_record), so a
-socket puts them in order and notices any the layer dropped.
+Messages arrive here from the relay (realtime.relay) in log order, each
+naming the one its group got before, so a socket notices any the layer
+dropped and reads them from the log.
 """
 
 import asyncio
@@ -71,8 +72,9 @@ async def _drain(queue):
             for group, message in messages:
                 await _group_send(layer, group, message)
         except Exception:
-            # The sequence numbers are spent, so the sockets see the hole and resync.
-            logger.exception("Could not publish event messages; their sockets will be told to resync")
+            # The log has them: a socket that gets a later message reads them from
+            # there, and a socket that lost its layer resumes when it reconnects.
+            logger.exception("Could not publish event messages; their sockets will read them from the log")
 
 
 async def _group_send(layer, group, message):

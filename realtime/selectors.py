@@ -3,9 +3,12 @@ from django.db.models import Max
 from realtime.models import Event, PruneMark
 
 
-def events_after(*, user, after, limit=500):
-    """The next `limit` events after id `after` that `user` may see, oldest first."""
+def events_after(*, user, after, before=None, limit=500):
+    """The next `limit` events after id `after` (and before `before`) that
+    `user` may see, oldest first."""
     events = Event.objects.filter(id__gt=after)
+    if before is not None:
+        events = events.filter(id__lt=before)
     if not user.is_staff:
         events = events.filter(audience=user)
     return list(events.order_by("id")[:limit])

@@ -38,6 +38,19 @@ def _fresh_cache():
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _relay_on_commit(request, monkeypatch):
+    """No web server runs in this process, so no relay thread: a commit that
+    wrote events relays them itself, at once. Tests marked `relay_thread`
+    keep the real wake-up (and start a relay of their own)."""
+    if "relay_thread" in request.keywords:
+        return
+    from realtime import relay, services
+
+    sent = {}
+    monkeypatch.setattr(services, "relay_wake", lambda: relay.relay_drain(sent))
+
+
 @pytest.fixture
 def user(db):
     return UserFactory()

@@ -13,6 +13,7 @@ from demo_script import (  # noqa: F401
     SEED_SHIP,
     SEED_USER,
 )
+from realtime.relay import relay_drain
 
 
 def assert_validation_error(response, *fields):
@@ -42,3 +43,9 @@ def verification_code(text):
     match = re.search(r'\{"code": "([A-Za-z0-9_-]+)"\}', text)
     assert match, text
     return match.group(1)
+
+
+def relayed():
+    """Move the events written so far into the log, as the relay does once
+    they commit (a test's transaction never commits)."""
+    relay_drain({})

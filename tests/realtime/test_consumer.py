@@ -26,9 +26,10 @@ from knox.models import AuthToken
 
 from core import services as core_services
 from orders import services as order_services
-from realtime import consumers, events, services
+from realtime import consumers, events, selectors, services
 from realtime.models import Event
 from realtime.publish import serve_on_this_loop
+from realtime.relay import STAFF_GROUP
 from realtime.routing import websocket_app
 from tests.factories import PASSWORD, UserFactory
 
@@ -760,29 +761,23 @@ def test_a_bad_last_event_id_in_a_resume_gets_an_error(user, value):
     run(scenario)
 
 
-# ---- gaps in the layer -----------------------------------------------------------------
-
-GRACE = 0.5
-
-
-@pytest.fixture
-def short_grace(monkeypatch):
-    monkeypatch.setattr(consumers, "GAP_GRACE_SECONDS", GRACE)
+# ---- messages the layer lost ------------------------------------------------------------
 
 
 @db
 def logged(n):
     """`n` events in the log only staff may see, not published: the layer
     messages for them are the test's to send, or to drop."""
-    return [Event.objects.create(type=events.ORDER_CREATED, data={"order_id": None}) for _ in range(n)]
+    first = selectors.events_position() + 1
+    return [Event.objects.create(id=first + i, type=events.ORDER_CREATED, data={"order_id": None}) for i in range(n)]
 
 
-def layer_message(seq, event):
-    """What the publisher sends a group for `event`, numbered `seq`."""
+def layer_message(event, prev):
+    """What the relay sends a group for `event`, after `prev` (None: unknown)."""
     return {
         "type": "event.message",
-        "seq": seq,
         "id": event.pk,
+        "prev": prev.pk if prev is not None else None,
         "event_type": event.type,
         "order_id": event.data.get("order_id"),
         "text": json.dumps(event.envelope()),
@@ -792,77 +787,61 @@ def layer_message(seq, event):
 async def send_to_staff(messages):
     layer = get_channel_layer()
     for message in messages:
-        await layer.group_send(services.STAFF_GROUP, message)
+        await layer.group_send(STAFF_GROUP, message)
 
 
-def test_a_dropped_layer_message_asks_for_a_resync_after_the_grace_period(staff, short_grace):
+def test_a_message_the_layer_lost_is_read_from_the_log(staff, caplog):
+    headers = token_header(staff)
+    ids = []
+
+    async def scenario(sockets):
+        socket = await sockets.open(headers)
+        a, b, c, d = await logged(4)
+        ids.extend(e.pk for e in (a, b, c, d))
+        await send_to_staff([layer_message(a, None), layer_message(d, c)])  # b and c never come
+
+        assert await receive(socket, 4) == [a.envelope(), b.envelope(), c.envelope(), d.envelope()]
+        assert await drain(socket) == []  # no resync, no repeat
+
+    run(scenario)
+    (line,) = [r for r in caplog.records if r.name == "hub.socket" and "missed layer messages" in r.getMessage()]
+    assert line.levelname == "WARNING"
+    assert line.getMessage().endswith(f"reading events {ids[1]} to {ids[2]} from the log")
+
+
+def test_a_message_from_a_new_relay_checks_the_log_for_what_it_cannot_vouch_for(staff):
+    """A relay that has just taken over does not know what the last one sent
+    (prev None): the socket asks the log, and sends what the old one did not."""
     headers = token_header(staff)
 
     async def scenario(sockets):
         socket = await sockets.open(headers)
         a, b, c = await logged(3)
-        await send_to_staff([layer_message(100, a), layer_message(102, c)])  # 101 (b) never comes
-
+        await send_to_staff([layer_message(a, None)])
         assert await receive(socket) == [a.envelope()]
-        assert await socket.receive_nothing(timeout=GRACE / 2)  # c waits for b, for the grace period
-        resync, late = await receive(socket, 2)
-        assert resync["type"] == "resync_required" and resync["id"] is None
-        assert resync["data"] == {"reason": "this connection fell behind and missed events", "last_event_id": None}
-        datetime.fromisoformat(resync["ts"])
-        assert late == c.envelope()
-        assert await drain(socket, quiet=GRACE * 2) == []
+        await send_to_staff([layer_message(c, None)])  # the old relay died before it sent b
+
+        assert await receive(socket, 2) == [b.envelope(), c.envelope()]
+        assert await drain(socket) == []
 
     run(scenario)
 
 
-def test_a_late_layer_message_fills_its_gap_in_order(staff, short_grace):
+def test_a_live_message_of_an_event_sent_already_is_dropped(staff):
     headers = token_header(staff)
 
     async def scenario(sockets):
-        socket = await sockets.open(headers)
-        a, b, c, d = await logged(4)
-        await send_to_staff([layer_message(200, a), layer_message(203, d), layer_message(201, b)])
-        assert await receive(socket, 2) == [a.envelope(), b.envelope()]
-        await send_to_staff([layer_message(202, c)])
-
-        assert await receive(socket, 2) == [c.envelope(), d.envelope()]
-        assert await drain(socket, quiet=GRACE * 2) == []  # no resync
-
-    run(scenario)
-
-
-def test_a_gap_only_partly_filled_still_asks_for_a_resync(staff, short_grace):
-    headers = token_header(staff)
-
-    async def scenario(sockets):
-        socket = await sockets.open(headers)
-        a, b, c, d = await logged(4)
-        await send_to_staff([layer_message(300, a), layer_message(303, d), layer_message(301, b)])
-
-        received = await drain(socket, quiet=GRACE * 2)
-        assert [m["type"] for m in received] == [events.ORDER_CREATED] * 2 + ["resync_required", events.ORDER_CREATED]
-        assert [m["id"] for m in received] == [a.pk, b.pk, None, d.pk]
-
-    run(scenario)
-
-
-def test_a_number_with_no_event_behind_it_is_no_loss(staff, short_grace):
-    """A transaction that rolled back after numbering its messages leaves a
-    hole in the numbers but none in the log: no resync."""
-    headers = token_header(staff)
-
-    async def scenario(sockets):
-        socket = await sockets.open(headers)
         a, b = await logged(2)
-        await send_to_staff([layer_message(400, a), layer_message(402, b)])
+        socket = await sockets.open(headers, query="last_event_id=0")
+        assert await receive(socket, 2) == [a.envelope(), b.envelope()]  # from the log
+        await send_to_staff([layer_message(a, None), layer_message(b, a)])  # then live
 
-        assert await receive(socket) == [a.envelope()]
-        assert await drain(socket, quiet=GRACE * 2) == [b.envelope()]
+        assert await drain(socket) == []
 
     run(scenario)
 
 
-def test_a_rolled_back_order_costs_the_sockets_no_resync(user, staff, short_grace):
+def test_a_rolled_back_order_costs_the_sockets_nothing(user, staff):
     user_headers, staff_headers = token_header(user), token_header(staff)
 
     @db
@@ -879,25 +858,11 @@ def test_a_rolled_back_order_costs_the_sockets_no_resync(user, staff, short_grac
         await place_order(user)
 
         for who, listening in ((user, socket), (staff, staff_socket)):
-            received = await drain(listening, quiet=GRACE * 2)
+            received = await drain(listening)
             assert "resync_required" not in [m["type"] for m in received]
             assert received == await visible(who)
             assert received[-1]["id"] > before
-
-    run(scenario)
-
-
-def test_published_events_carry_consecutive_seqs(user, staff, short_grace):
-    """The real publisher never leaves a gap: no resync however many events pass."""
-    headers = token_header(user)
-
-    async def scenario(sockets):
-        socket = await sockets.open(headers)
-        for _ in range(3):
-            await place_order(user)
-        received = await drain(socket, quiet=GRACE * 2)
-        assert received == await visible(user)
-        assert "resync_required" not in {m["type"] for m in received}
+        assert await db(lambda: list(Event.objects.values_list("id", flat=True)))() == list(range(1, before + 4))
 
     run(scenario)
 

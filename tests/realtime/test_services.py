@@ -15,9 +15,10 @@ from notify.selectors import notification_list
 from orders import services as order_services
 from orders.models import Order
 from orders.selectors import customer_list, order_list
-from realtime import events, selectors, services
-from realtime.models import Event, PruneMark
+from realtime import events, relay, selectors, services
+from realtime.models import Event, PendingEvent, PruneMark
 from tests.factories import CustomerFactory, OrderFactory, UserFactory
+from tests.helpers import relayed
 
 pytestmark = pytest.mark.django_db
 
@@ -26,13 +27,14 @@ TICKET_URL = "/api/v1/realtime/ticket/"
 
 @pytest.fixture
 def published(monkeypatch):
-    """What events_record hands to the channel layer once a transaction commits."""
+    """What the relay hands to the channel layer once a transaction commits."""
     calls = []
-    monkeypatch.setattr(services, "publish", calls.append)
+    monkeypatch.setattr(relay, "publish", calls.append)
     return calls
 
 
 def _event(type_):
+    relayed()
     (event,) = Event.objects.filter(type=type_)
     return event
 
@@ -75,8 +77,9 @@ def _notification_data(notification):
 
 
 def _make_event(type_="order.created", *, audience=(), age=None, **data):
-    event = Event.objects.create(type=type_, data=data)
-    event.audience.set(audience)
+    services.events_record([events.EventSpec(type_, data, frozenset(user.pk for user in audience))])
+    relayed()
+    event = Event.objects.latest("id")
     if age is not None:
         Event.objects.filter(pk=event.pk).update(created_at=timezone.now() - age)
     return event
@@ -137,10 +140,11 @@ def test_an_outer_rollback_takes_the_event_with_it(user, published, django_captu
     with django_capture_on_commit_callbacks(execute=True):
         with pytest.raises(RuntimeError), transaction.atomic():
             OrderFactory(created_by=user)
-            assert Event.objects.filter(type=events.ORDER_CREATED).count() == 1  # written in the transaction
+            assert PendingEvent.objects.filter(type=events.ORDER_CREATED).count() == 1  # written in the transaction
             raise RuntimeError
 
-    assert not Event.objects.exists()
+    relayed()
+    assert not Event.objects.exists() and not PendingEvent.objects.exists()
     assert published == []
 
 
@@ -258,6 +262,7 @@ def test_notification_retry_records_the_way_back_from_failed(user, staff, smtp_s
         sender=user, channel="email", recipient="ann@example.com", title="Hi", message="Hello"
     )
     notify_services.notifications_deliver(notification_ids=[notification.pk])
+    relayed()
     Event.objects.all().delete()
 
     notify_services.notification_retry(notification=notification, by=staff)
@@ -323,6 +328,7 @@ def test_audience_of_order_notifications_follows_the_order(staff):
 
     order_services.order_change_status(order=order, status="confirmed", by=staff)
 
+    relayed()
     everyone = [squatter, buyer, other, staff]
     notifications = Notification.objects.filter(order=order)
     assert notifications.count() == 4  # email and Telegram, for the creation and the change
@@ -346,9 +352,10 @@ def test_audience_of_a_manual_notification_is_its_sender(user, other_user):
 def test_events_recorded_together_get_each_the_audience_their_caller_gave(staff):
     first, second = UserFactory(), UserFactory()
     one, two = OrderFactory(created_by=first), OrderFactory(created_by=second)
+    relayed()
     Event.objects.all().delete()
 
-    recorded = services.events_record(
+    pending = services.events_record(
         [
             events.order_created(one, audience={first.pk}),
             events.order_created(two, audience={first.pk, second.pk}),
@@ -356,6 +363,9 @@ def test_events_recorded_together_get_each_the_audience_their_caller_gave(staff)
         ]
     )
 
+    assert [e.type for e in pending] == [events.ORDER_CREATED, events.ORDER_CREATED, events.ORDER_DELETED]
+    relayed()
+    recorded = list(Event.objects.all())
     assert [e.type for e in recorded] == [events.ORDER_CREATED, events.ORDER_CREATED, events.ORDER_DELETED]
     assert [_audience(e) for e in recorded] == [{first.pk}, {first.pk, second.pk}, set()]
     assert services.events_record([]) == []

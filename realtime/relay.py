@@ -1,0 +1,191 @@
+"""The relay: moves committed events into the log, in commit order, and publishes them.
+
+A request's transaction only inserts PendingEvent rows (realtime.services.
+events_record); it takes no lock and makes no Redis call. The relay, one per
+deployment, then gives each committed event its log id and publishes it.
+
+The order. One relay round reads every pending row it can see (one statement,
+so one snapshot: every row in it is committed) and orders them by
+transaction, the transactions by the highest pending id each wrote, and a
+transaction's rows by id. Every process and every resuming client sees that
+order, because the log ids record it. It keeps what matters:
+
+- A transaction's events stay together and in their order.
+- A change follows the changes it saw. If transaction B read what A wrote,
+  A had committed before B's read, so every id A drew came before any id B
+  drew after that read, among them the id of the event describing B's
+  change; B's highest id is therefore above A's. And A, committed before B,
+  is visible no later than B: in an earlier round or in the same one, where
+  it sorts first.
+- Nothing appears behind the relay's back: it moves only what it saw, and a
+  transaction that rolled back leaves nothing to wait for and no hole, since
+  log ids are handed out only here, one writer at a time.
+
+Leadership. On PostgreSQL every web process runs a relay thread; they queue
+for a session advisory lock, the holder leads, and when its session ends
+(the process died) the next one takes over. Each round also takes a
+transaction lock of its own, so two relays that both believe they lead still
+take turns. The leader is woken by NOTIFY, sent after each event-writing
+commit, and polls every POLL_SECONDS besides. In embedded mode (SQLite) the
+relay is a thread woken by this process's own commits.
+
+Publishing. Each event goes once to the staff group and to each of its
+audience's user groups, with `prev`, the id of the previous event this relay
+sent that group (None when it has not sent the group anything yet). A socket
+whose last event is older than `prev` missed something, and reads it from the
+log (realtime.consumers).
+"""
+
+import json
+import logging
+import threading
+import time
+
+import psycopg
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.db.models import F, Max, Window
+
+from core import metrics
+from realtime.models import Event, PendingEvent
+from realtime.publish import publish
+from realtime.selectors import events_position
+
+logger = logging.getLogger(__name__)
+
+STAFF_GROUP = "staff"
+CHANNEL = "hub_events"  # LISTEN/NOTIFY channel
+POLL_SECONDS = 1.0
+BATCH = 2000  # pending rows a round moves at most (whole transactions; more if one is bigger)
+RETRY_SECONDS = 2.0
+# Any constants will do: the keys of the advisory locks.
+LEADER_LOCK = 0x6875625F72656C  # "hub_rel"
+ROUND_LOCK = 0x6875625F726E64  # "hub_rnd"
+
+_wake = threading.Event()  # embedded mode: set after this process commits events
+_started = False
+_start_lock = threading.Lock()
+
+
+def user_group(user_id):
+    return f"user.{user_id}"
+
+
+def relay_wake():
+    """After an event-writing commit: wake the relay to move the new events."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, '')", [CHANNEL])
+    else:
+        _wake.set()
+
+
+def _pending():
+    """Every committed pending row this round may move, in log order; whole
+    transactions, BATCH rows or so."""
+    ordered = PendingEvent.objects.annotate(last=Window(Max("id"), partition_by=[F("transaction")])).order_by(
+        "last", "id"
+    )
+    rows = list(ordered[: BATCH + 1])
+    if len(rows) > BATCH:
+        cut = rows[-1].last  # the last transaction may be cut short: leave it to the next round
+        whole = [row for row in rows if row.last != cut]
+        rows = whole or list(ordered.filter(id__lte=cut, transaction=rows[-1].transaction))
+    return rows
+
+
+def relay_round(sent):
+    """Move what has committed into the log and publish it; how many events moved.
+
+    `sent`: {group: id of the last event this relay published to it}, updated."""
+    with transaction.atomic(durable=True):
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ROUND_LOCK])
+        rows = _pending()
+        if not rows:
+            return 0
+        first = events_position() + 1
+        events = Event.objects.bulk_create(
+            [Event(id=first + i, type=row.type, data=row.data, created_at=row.created_at) for i, row in enumerate(rows)]
+        )
+        Audience = Event.audience.through
+        Audience.objects.bulk_create(
+            [Audience(event_id=event.pk, user_id=uid) for event, row in zip(events, rows) for uid in row.audience]
+        )
+        PendingEvent.objects.filter(id__in=[row.id for row in rows]).delete()
+        metrics.events_published_on_commit(event.type for event in events)
+    publish(_messages(events, rows, sent))  # committed: the log has them
+    return len(events)
+
+
+def _messages(events, rows, sent):
+    messages = []
+    for event, row in zip(events, rows, strict=True):
+        text = json.dumps(event.envelope())  # serialised once for every socket
+        for group in [STAFF_GROUP, *map(user_group, row.audience)]:
+            message = {
+                "type": "event.message",
+                "id": event.pk,
+                "prev": sent.get(group),
+                "event_type": event.type,
+                "order_id": event.data.get("order_id"),
+                "text": text,
+            }
+            sent[group] = event.pk
+            messages.append((group, message))
+    return messages
+
+
+def relay_drain(sent):
+    """Relay rounds until nothing committed is left pending."""
+    while relay_round(sent):
+        pass
+
+
+def _lead_postgresql():
+    """Wait for the leader lock on a connection of its own, then relay until that connection fails."""
+    db = settings.DATABASES["default"]
+    params = {"dbname": db["NAME"], "user": db["USER"], "password": db["PASSWORD"], "host": db["HOST"], "port": db["PORT"]}
+    with psycopg.connect(**{k: v for k, v in params.items() if v}, autocommit=True) as lock:
+        lock.execute("SELECT pg_advisory_lock(%s)", [LEADER_LOCK])  # a standby waits here
+        lock.execute(f"LISTEN {CHANNEL}")
+        logger.info("Event relay: leading")
+        sent = {}  # what a previous leader sent is unknown
+        while True:
+            relay_drain(sent)
+            close_old_connections()
+            for _ in lock.notifies(timeout=POLL_SECONDS, stop_after=1):
+                pass
+
+
+def _lead_embedded():
+    sent = {}
+    while True:
+        _wake.clear()
+        relay_drain(sent)
+        _wake.wait(POLL_SECONDS)
+
+
+def _run():
+    while True:
+        try:
+            if connection.vendor == "postgresql":
+                _lead_postgresql()
+            else:
+                _lead_embedded()
+        except Exception:
+            logger.exception("Event relay stopped; starting again in %s s", RETRY_SECONDS)
+        finally:
+            connection.close()
+        time.sleep(RETRY_SECONDS)
+
+
+def relay_start():
+    """Start this process's relay thread (once); on PostgreSQL it leads or stands by."""
+    global _started
+    with _start_lock:
+        if _started:
+            return
+        _started = True
+    threading.Thread(target=_run, name="hub-relay", daemon=True).start()
