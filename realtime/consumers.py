@@ -23,8 +23,8 @@ from core import metrics
 from core.logs import client_address, request_id_accept, request_id_bind
 from realtime.auth import credential_current, origin_allowed, socket_credential
 from realtime.events import EVENT_TYPES
-from realtime.selectors import events_after, events_resumable_from
 from realtime.relay import STAFF_GROUP, user_group
+from realtime.selectors import events_after, events_resumable_from
 from realtime.services import credentials_group
 
 MAX_MESSAGE_BYTES = 4096

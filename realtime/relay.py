@@ -21,9 +21,9 @@ order, because the log ids record it. It keeps what matters:
   transaction that rolled back leaves nothing to wait for and no hole, since
   log ids are handed out only here, one writer at a time.
 
-Leadership. On PostgreSQL every web process runs a relay thread; they queue
-for a session advisory lock, the holder leads, and when its session ends
-(the process died) the next one takes over. Each round also takes a
+Leadership. On PostgreSQL every web process runs a relay thread; each tries
+a session advisory lock every POLL_SECONDS, the holder leads, and when its
+session ends (the process died) another takes over within POLL_SECONDS. Each round also takes a
 transaction lock of its own, so two relays that both believe they lead still
 take turns. The leader is woken by NOTIFY, sent after each event-writing
 commit, and polls every POLL_SECONDS besides. In embedded mode (SQLite) the
@@ -39,10 +39,9 @@ log (realtime.consumers).
 import json
 import logging
 import threading
-import time
 
 import psycopg
-from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import close_old_connections, connection, transaction
 from django.db.models import F, Max, Window
 
@@ -109,21 +108,29 @@ def relay_round(sent):
         events = Event.objects.bulk_create(
             [Event(id=first + i, type=row.type, data=row.data, created_at=row.created_at) for i, row in enumerate(rows)]
         )
+        # A user deleted since the event was written is in its audience no more.
+        named = {uid for row in rows for uid in row.audience}
+        users = set(get_user_model().objects.filter(pk__in=named).values_list("pk", flat=True)) if named else set()
+        audiences = [[uid for uid in row.audience if uid in users] for row in rows]
         Audience = Event.audience.through
         Audience.objects.bulk_create(
-            [Audience(event_id=event.pk, user_id=uid) for event, row in zip(events, rows) for uid in row.audience]
+            [
+                Audience(event_id=event.pk, user_id=uid)
+                for event, ids in zip(events, audiences, strict=True)
+                for uid in ids
+            ]
         )
         PendingEvent.objects.filter(id__in=[row.id for row in rows]).delete()
         metrics.events_published_on_commit(event.type for event in events)
-    publish(_messages(events, rows, sent))  # committed: the log has them
+    publish(_messages(events, audiences, sent))  # committed: the log has them
     return len(events)
 
 
-def _messages(events, rows, sent):
+def _messages(events, audiences, sent):
     messages = []
-    for event, row in zip(events, rows, strict=True):
+    for event, audience in zip(events, audiences, strict=True):
         text = json.dumps(event.envelope())  # serialised once for every socket
-        for group in [STAFF_GROUP, *map(user_group, row.audience)]:
+        for group in [STAFF_GROUP, *map(user_group, audience)]:
             message = {
                 "type": "event.message",
                 "id": event.pk,
@@ -143,42 +150,47 @@ def relay_drain(sent):
         pass
 
 
-def _lead_postgresql():
-    """Wait for the leader lock on a connection of its own, then relay until that connection fails."""
-    db = settings.DATABASES["default"]
-    params = {"dbname": db["NAME"], "user": db["USER"], "password": db["PASSWORD"], "host": db["HOST"], "port": db["PORT"]}
-    with psycopg.connect(**{k: v for k, v in params.items() if v}, autocommit=True) as lock:
-        lock.execute("SELECT pg_advisory_lock(%s)", [LEADER_LOCK])  # a standby waits here
+def _lead_postgresql(stop):
+    """Take the leader lock on a connection of its own (trying every
+    POLL_SECONDS while another process holds it), then relay until that
+    connection fails or `stop` is set."""
+    db = connection.settings_dict
+    params = {"dbname": "NAME", "user": "USER", "password": "PASSWORD", "host": "HOST", "port": "PORT"}
+    with psycopg.connect(**{k: db[key] for k, key in params.items() if db[key]}, autocommit=True) as lock:
+        while not lock.execute("SELECT pg_try_advisory_lock(%s)", [LEADER_LOCK]).fetchone()[0]:
+            if stop.wait(POLL_SECONDS):
+                return
         lock.execute(f"LISTEN {CHANNEL}")
         logger.info("Event relay: leading")
         sent = {}  # what a previous leader sent is unknown
-        while True:
+        while not stop.is_set():
             relay_drain(sent)
             close_old_connections()
             for _ in lock.notifies(timeout=POLL_SECONDS, stop_after=1):
                 pass
 
 
-def _lead_embedded():
+def _lead_embedded(stop):
     sent = {}
-    while True:
+    while not stop.is_set():
         _wake.clear()
         relay_drain(sent)
         _wake.wait(POLL_SECONDS)
 
 
-def _run():
-    while True:
+def relay_run(stop):
+    """Lead or stand by until `stop` is set, starting again after any failure."""
+    while not stop.is_set():
         try:
             if connection.vendor == "postgresql":
-                _lead_postgresql()
+                _lead_postgresql(stop)
             else:
-                _lead_embedded()
+                _lead_embedded(stop)
         except Exception:
             logger.exception("Event relay stopped; starting again in %s s", RETRY_SECONDS)
+            stop.wait(RETRY_SECONDS)
         finally:
             connection.close()
-        time.sleep(RETRY_SECONDS)
 
 
 def relay_start():
@@ -188,4 +200,4 @@ def relay_start():
         if _started:
             return
         _started = True
-    threading.Thread(target=_run, name="hub-relay", daemon=True).start()
+    threading.Thread(target=relay_run, args=(threading.Event(),), name="hub-relay", daemon=True).start()

@@ -41,9 +41,9 @@ def _fresh_cache():
 @pytest.fixture(autouse=True)
 def _relay_on_commit(request, monkeypatch):
     """No web server runs in this process, so no relay thread: a commit that
-    wrote events relays them itself, at once. Tests marked `relay_thread`
-    keep the real wake-up (and start a relay of their own)."""
-    if "relay_thread" in request.keywords:
+    wrote events relays them itself, at once. Tests marked `own_relay` keep
+    the real wake-up and run the relay themselves."""
+    if "own_relay" in request.keywords:
         return
     from realtime import relay, services
 

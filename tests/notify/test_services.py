@@ -15,6 +15,7 @@ from notify.models import Notification, NotificationAttempt, NotificationKind, N
 from orders import services as order_services
 from realtime.models import Event
 from tests.factories import CustomerFactory, OrderFactory, StaffFactory, UserFactory
+from tests.helpers import relayed
 
 pytestmark = pytest.mark.django_db
 
@@ -394,6 +395,7 @@ def test_deliver_leaves_alone_a_row_another_worker_took_over(user, smtp_sink, mo
     ]
     finished = dict(NotificationAttempt.objects.values_list("notification_id", "finished_at"))
     assert [rows[pk].sent_at for pk in (ids[0], ids[2])] == [finished[ids[0]], finished[ids[2]]]
+    relayed()
     changes = Event.objects.filter(type="notification.status_changed").order_by("pk")
     assert [(e.data["notification_id"], e.data["status"]) for e in changes] == [(ids[0], S.SENT), (ids[2], S.SENT)]
 
