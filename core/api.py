@@ -4,7 +4,6 @@ from knox.models import AuthToken
 from rest_framework import status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from core import services
@@ -13,7 +12,7 @@ from core.serializers import (
     TokenRequestSerializer,
     TokenSerializer,
 )
-from core.throttles import LoginUsernameThrottle
+from core.throttles import LoginUsernameThrottle, ScopedThrottle
 
 
 class AnonymousAuthApi(APIView):
@@ -22,12 +21,12 @@ class AnonymousAuthApi(APIView):
 
     authentication_classes = []
     permission_classes = [AllowAny]
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [ScopedThrottle]
     throttle_scope = "auth"
 
 
 class TokenApi(AnonymousAuthApi):
-    throttle_classes = [ScopedRateThrottle, LoginUsernameThrottle]
+    throttle_classes = [ScopedThrottle, LoginUsernameThrottle]
 
     @swagger_auto_schema(
         operation_summary="Get a token",

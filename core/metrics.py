@@ -42,7 +42,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.redis import redis_client
+from core.redis import redis_client, redis_optional
 from core.schema import error_response
 
 logger = logging.getLogger(__name__)
@@ -115,10 +115,7 @@ def _flush(changes):
             pipe.hincrby(STORE_KEY, field, amount)
         else:
             pipe.hincrbyfloat(STORE_KEY, field, amount)
-    try:
-        pipe.execute()
-    except redis.RedisError as exc:
-        logger.warning("Metrics not recorded (%d series): %s", len(changes), exc)
+    redis_optional("metrics", pipe.execute)  # while Redis is down, counts are lost
 
 
 def _add(changes):

@@ -5,6 +5,22 @@ from django.http import HttpResponse
 from django.utils.html import escape
 from rest_framework.throttling import ScopedRateThrottle, SimpleRateThrottle
 
+from core.redis import redis_optional
+
+
+class _FailOpen:
+    """A throttle that cannot count (Redis is down or slow) lets the request
+    through rather than fail it: the limits are there to slow abuse, and an
+    outage should not shut out everyone. The password hasher still makes
+    every guess slow."""
+
+    def allow_request(self, request, view):
+        return redis_optional("throttle", super().allow_request, request, view, default=True)
+
+
+class ScopedThrottle(_FailOpen, ScopedRateThrottle):
+    """DRF's ScopedRateThrottle (a view's `throttle_scope`), failing open."""
+
 
 def _username(request):
     data = getattr(request, "data", None)
@@ -14,7 +30,7 @@ def _username(request):
     return username if isinstance(username, str) and username else None
 
 
-class LoginUsernameThrottle(SimpleRateThrottle):
+class LoginUsernameThrottle(_FailOpen, SimpleRateThrottle):
     """Counts sign-in attempts per username, whatever address they come from."""
 
     scope = "login_username"
@@ -37,7 +53,7 @@ def login_throttled(login_view):
     @wraps(login_view)
     def view(request, *args, **kwargs):
         if request.method == "POST":
-            for throttle in (ScopedRateThrottle(), LoginUsernameThrottle()):
+            for throttle in (ScopedThrottle(), LoginUsernameThrottle()):
                 if not throttle.allow_request(request, _AuthScope()):
                     wait = math.ceil(throttle.wait() or 1)
                     message = f"Too many sign-in attempts. Try again in {wait} seconds."

@@ -5,10 +5,10 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 
 from core.permissions import IsStaff
 from core.schema import error_response
+from core.throttles import ScopedThrottle
 from notify import selectors, services
 from notify.filters import NotificationFilter
 from notify.models import Notification
@@ -60,7 +60,7 @@ class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
         return [IsAuthenticated()]
 
     def get_throttles(self):
-        return [ScopedRateThrottle()] if self.action in ("send", "bulk") else []
+        return [ScopedThrottle()] if self.action in ("send", "bulk") else []
 
     @swagger_auto_schema(
         operation_summary="Send one notification",

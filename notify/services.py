@@ -27,6 +27,7 @@ from django.utils import timezone
 from core import metrics
 from core.exceptions import Conflict
 from core.logs import request_id_current, secrets_redacted
+from core.redis import redis_optional
 from notify.channels import DeliveryError, Outbox, PermanentError, RecipientBlocked, TransientError
 from notify.models import (
     FINAL_STATUSES,
@@ -114,6 +115,11 @@ def notifications_enqueue(ids_with_priority, *, delay_ms=None, request_id=None):
 
 
 def _send_messages(ids_with_priority, *, delay_ms, request_id):
+    """Send the broker messages, unless Redis is down (then the rows wait for the sweeper)."""
+    redis_optional("enqueue", _broker_messages, ids_with_priority, delay_ms=delay_ms, request_id=request_id)
+
+
+def _broker_messages(ids_with_priority, *, delay_ms, request_id):
     """The broker messages for (id, priority) pairs: by priority's queue, NOTIFY_BATCH_SIZE ids to a message."""
     by_actor = defaultdict(list)
     for pk, priority in ids_with_priority:

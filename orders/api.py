@@ -3,13 +3,13 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from core.api import AnonymousAuthApi
 from core.permissions import IsStaff
 from core.schema import error_response
 from core.serializers import RegisterSerializer, UserSerializer, VerifySerializer
+from core.throttles import ScopedThrottle
 from orders import accounts, selectors, services
 from orders.filters import CustomerFilter, OrderFilter
 from orders.models import Customer, Order
@@ -62,7 +62,7 @@ class VerifyApi(AnonymousAuthApi):
 
 
 class VerifyResendApi(APIView):
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [ScopedThrottle]
     throttle_scope = "verify_resend"
 
     @swagger_auto_schema(

@@ -79,6 +79,12 @@ if HTTPS_ONLY:
 
 # Unset means embedded mode: no Redis anywhere.
 REDIS_URL = env.str("REDIS_URL", default="")
+# Requests, the worker and the sweeper wait at most this long for a Redis
+# command; after a failure, the calls a request can do without (metrics,
+# throttle counts, broker messages the sweeper sends again) are skipped for
+# REDIS_RETRY_SECONDS. The channel layer has its own timeouts, below.
+REDIS_TIMEOUT_SECONDS = env.float("REDIS_TIMEOUT_SECONDS", default=0.5)
+REDIS_RETRY_SECONDS = env.float("REDIS_RETRY_SECONDS", default=5.0)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -158,14 +164,20 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "core.User"
 
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"socket_timeout": REDIS_TIMEOUT_SECONDS, "socket_connect_timeout": REDIS_TIMEOUT_SECONDS},
+        }
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # The channel layer carries live events from whichever process wrote them to
 # the processes holding the sockets. One layer message reaches all of a
 # process's sockets in a group, so capacity bounds a process's backlog: a
-# socket whose messages were dropped is told to resync.
+# socket whose messages were dropped reads them from the event log.
 REALTIME_CHANNEL_CAPACITY = env.int("REALTIME_CHANNEL_CAPACITY", default=1000)
 if REDIS_URL:
     CHANNEL_LAYERS = {
@@ -273,7 +285,16 @@ SWAGGER_SETTINGS = {
 # process (see notify.embedded).
 DRAMATIQ_BROKER = {
     "BROKER": "dramatiq.brokers.redis.RedisBroker" if REDIS_URL else "dramatiq.brokers.stub.StubBroker",
-    "OPTIONS": {"url": REDIS_URL} if REDIS_URL else {},
+    # Dramatiq builds its pool from the URL alone: the timeouts go in its query.
+    "OPTIONS": (
+        {
+            "url": REDIS_URL
+            + ("&" if "?" in REDIS_URL else "?")
+            + f"socket_timeout={REDIS_TIMEOUT_SECONDS}&socket_connect_timeout={REDIS_TIMEOUT_SECONDS}"
+        }
+        if REDIS_URL
+        else {}
+    ),
     "MIDDLEWARE": [
         "dramatiq.middleware.AgeLimit",
         "dramatiq.middleware.TimeLimit",

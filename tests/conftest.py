@@ -39,6 +39,16 @@ def _fresh_cache():
 
 
 @pytest.fixture(autouse=True)
+def _redis_tried_afresh():
+    """A Redis outage a test made does not make the next test skip Redis."""
+    from core.redis import redis_optional_reset
+
+    redis_optional_reset()
+    yield
+    redis_optional_reset()
+
+
+@pytest.fixture(autouse=True)
 def _relay_on_commit(request, monkeypatch):
     """No web server runs in this process, so no relay thread: a commit that
     wrote events relays them itself, at once. Tests marked `own_relay` keep

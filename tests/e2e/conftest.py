@@ -16,6 +16,7 @@ import httpx
 import pytest
 from django.db import connection
 
+from realtime.models import PendingEvent
 from tests.conftest import TELEGRAM_TEST_TOKEN, service_unavailable
 from tests.factories import PASSWORD
 from tests.fakes import FakeTelegram, SmtpSink, free_port
@@ -41,6 +42,11 @@ def wait_until(predicate, timeout=30.0, interval=0.1, what="condition"):
             return result
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def relayed_all():
+    """Wait for the hub's relay to move every committed event into the log."""
+    wait_until(lambda: not PendingEvent.objects.exists(), what="the relay to catch up")
 
 
 def token_for(url, user):
@@ -191,6 +197,21 @@ def hub(transactional_db, tmp_path, request):
         processes.stop_all()
 
 
+def services_env(sink, telegram, **extra):
+    """The environment of services-mode processes: mail to `sink`, Telegram to `telegram`."""
+    return _hub_env(
+        {
+            "EMAIL_URL": f"smtp://127.0.0.1:{sink.port}",
+            "TELEGRAM_BOT_TOKEN": TELEGRAM_TEST_TOKEN,
+            "TELEGRAM_API_URL": telegram.url,
+            "TELEGRAM_CHAT_INTERVAL_SECONDS": "0",
+            "TELEGRAM_BOT_MESSAGES_PER_SECOND": "1000",
+            "NOTIFY_RETRY_BASE_SECONDS": "0.2",
+            **extra,
+        }
+    )
+
+
 @pytest.fixture
 def services_hub(transactional_db, tmp_path, redis_url, settings, request):
     """Services mode on real PostgreSQL and Redis: Daphne and a worker process,
@@ -204,16 +225,7 @@ def services_hub(transactional_db, tmp_path, redis_url, settings, request):
     from notify import heartbeat
 
     heartbeat._redis().delete(heartbeat._KEY)
-    env = _hub_env(
-        {
-            "EMAIL_URL": f"smtp://127.0.0.1:{sink.port}",
-            "TELEGRAM_BOT_TOKEN": TELEGRAM_TEST_TOKEN,
-            "TELEGRAM_API_URL": telegram.url,
-            "TELEGRAM_CHAT_INTERVAL_SECONDS": "0",
-            "TELEGRAM_BOT_MESSAGES_PER_SECOND": "1000",
-            "NOTIFY_RETRY_BASE_SECONDS": "0.2",
-        }
-    )
+    env = services_env(sink, telegram)
     processes = Processes(env, tmp_path)
     processes.sink, processes.telegram = sink, telegram
     processes.manage("seed_demo")

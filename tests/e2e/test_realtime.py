@@ -14,7 +14,7 @@ from websockets.sync.client import connect
 
 from notify.models import FINAL_STATUSES, Notification, NotificationStatus
 from realtime.models import Event
-from tests.e2e.conftest import api_client, token_for, wait_until
+from tests.e2e.conftest import api_client, relayed_all, token_for, wait_until
 from tests.factories import PASSWORD, StaffFactory, UserFactory
 from tests.fakes import free_port
 from tests.helpers import SEED_ORDER, SEED_SEND
@@ -151,7 +151,9 @@ def _all_final(**filters):
 
 
 def _log(user):
-    """(id, type) of every event in the log that `user` may see, in id order."""
+    """(id, type) of every event in the log that `user` may see, in id order,
+    once the relay has moved in everything committed."""
+    relayed_all()
     events = Event.objects.order_by("id")
     if not user.is_staff:
         events = events.filter(audience=user)
@@ -308,6 +310,7 @@ def test_a_resume_during_a_burst_of_writes_loses_and_repeats_nothing(services_hu
     user = UserFactory(password=PASSWORD)
     key = token_for(url, user)
     assert api_client(url, key).post("/notifications/send/", json=SEED_SEND).status_code == 202
+    relayed_all()
     last_event_id = Event.objects.latest("id").id
     count, answers = 15, []
 
