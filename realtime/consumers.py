@@ -7,6 +7,7 @@ sends event envelopes {"id", "type", "ts", "data"} and, outside the log,
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -23,7 +24,7 @@ from core import metrics
 from core.logs import client_address, request_id_accept, request_id_bind
 from realtime.auth import credential_current, origin_allowed, socket_credential
 from realtime.events import EVENT_TYPES
-from realtime.relay import STAFF_GROUP, user_group
+from realtime.fanout import socket_add, socket_remove
 from realtime.selectors import events_after, events_resumable_from
 from realtime.services import credentials_group
 
@@ -116,25 +117,27 @@ class EventConsumer(AsyncWebsocketConsumer):
         # (a socket that does not resume starts with what comes live).
         self.delivered_through = None
         self.tokens, self.refilled = float(RATE_BURST), time.monotonic()
-        self.lock = asyncio.Lock()  # a replay and the live messages take turns
-        self.group = STAFF_GROUP if self.user.is_staff else user_group(self.user.pk)
-        # Join before replaying: what is published meanwhile waits in the layer.
+        self.lock = asyncio.Lock()  # one reader of the log at a time
+        # While the socket reads from the log, live events wait here, in order.
+        self.readers, self.backlog = 0, []
+        self.group = credentials_group(self.user.pk)
         async with _layer_slot():
             await self.channel_layer.group_add(self.group, self.channel_name)
-            await self.channel_layer.group_add(credentials_group(self.user.pk), self.channel_name)
         self.joined = time.monotonic()
-        await self.accept()
-        self.expiry_timer = None
-        if self.credential.expires_at is not None:
-            wait = max(0.0, (self.credential.expires_at - timezone.now()).total_seconds())
-            self.expiry_timer = asyncio.get_running_loop().call_later(wait, self._credentials_expired)
-        self.opened_at = time.monotonic()
-        _socket_opened(self)
-        metrics.socket_opened()
-        self.heartbeat = asyncio.create_task(self._heartbeat())
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
-        if "last_event_id" in query:
-            await self._resume(query["last_event_id"][0])
+        async with self._reading_log():  # what comes live meanwhile waits for the accept and the replay
+            await socket_add(self)
+            await self.accept()
+            self.expiry_timer = None
+            if self.credential.expires_at is not None:
+                wait = max(0.0, (self.credential.expires_at - timezone.now()).total_seconds())
+                self.expiry_timer = asyncio.get_running_loop().call_later(wait, self._credentials_expired)
+            self.opened_at = time.monotonic()
+            _socket_opened(self)
+            metrics.socket_opened()
+            self.heartbeat = asyncio.create_task(self._heartbeat())
+            if "last_event_id" in query:
+                await self._replay(query["last_event_id"][0])
 
     async def disconnect(self, code):
         if getattr(self, "opened_at", None) is not None:  # a refused handshake was never counted, and has its line
@@ -146,17 +149,9 @@ class EventConsumer(AsyncWebsocketConsumer):
             if pending is not None:
                 pending.cancel()
         if getattr(self, "group", None):
+            socket_remove(self)
             async with _layer_slot():
                 await self.channel_layer.group_discard(self.group, self.channel_name)
-                await self.channel_layer.group_discard(credentials_group(self.user.pk), self.channel_name)
-
-    async def dispatch(self, message):
-        # Live events touch no database, so they skip Channels' connection
-        # cleanup: a hop to the database thread for every message on every socket.
-        if message["type"] == "event.message":
-            await self.event_message(message)
-        else:
-            await super().dispatch(message)
 
     async def _heartbeat(self):
         interval = settings.REALTIME_HEARTBEAT_SECONDS
@@ -246,8 +241,25 @@ class EventConsumer(AsyncWebsocketConsumer):
         return (self.types is None or event_type in self.types) and (self.order_id is None or order_id == self.order_id)
 
     async def _resume(self, last_event_id):
-        async with self.lock:
+        async with self._reading_log():
             await self._replay(last_event_id)
+
+    @contextlib.asynccontextmanager
+    async def _reading_log(self):
+        """Read from the log, one reader at a time; the live events that come
+        meanwhile are handled after, in order."""
+        self.readers += 1
+        try:
+            async with self.lock:
+                yield
+                await self._backlog_drain()
+        finally:
+            self.readers -= 1
+
+    async def _backlog_drain(self):
+        while self.backlog:
+            event, visible, check_log = self.backlog.pop(0)
+            await self._live(event, visible=visible, check_log=check_log)
 
     async def _replay(self, last_event_id):
         if isinstance(last_event_id, str) and last_event_id.isascii() and last_event_id.isdigit():
@@ -260,10 +272,11 @@ class EventConsumer(AsyncWebsocketConsumer):
             return
         await self._send_from_log(after=last_event_id)
 
-    async def _send_from_log(self, *, after, before=None):
-        """Send what the log has after `after` (and before `before`) for this
-        socket; live messages of those events are then dropped as handled.
-        False if the socket closed instead: its credentials ended."""
+    async def _send_from_log(self, *, after, through=None):
+        """Send what the log has for this socket after `after` (through
+        `through`, if given); live events up to there are then dropped as
+        handled. False if the socket closed instead: its credentials ended."""
+        before = through + 1 if through is not None else None
         while True:
             events = await database_sync_to_async(self._events_after)(after, before)
             if events is None:
@@ -275,7 +288,7 @@ class EventConsumer(AsyncWebsocketConsumer):
             if not events:
                 break
             after = events[-1].id
-        self.delivered_through = max(self.delivered_through or 0, after)
+        self.delivered_through = max(self.delivered_through or 0, after if through is None else through)
         return True
 
     def _events_after(self, after, before):
@@ -290,31 +303,42 @@ class EventConsumer(AsyncWebsocketConsumer):
         data = {"reason": reason, "last_event_id": last_event_id}
         await self._send_json({"id": None, "type": "resync_required", "ts": _now(), "data": data})
 
-    # ---- from the channel layer --------------------------------------------------------------
+    # ---- live events ------------------------------------------------------------------------
 
-    async def event_message(self, message):
-        async with self.lock:
-            await self._live(message)
+    async def live(self, event, *, visible, check_log):
+        """From the fan-out (realtime.fanout), in id order: `event`, a LiveEvent;
+        `visible`, whether this socket may see it; `check_log`, whether events
+        before it may have been lost on the way."""
+        if self.readers:
+            self.backlog.append((event, visible, check_log))
+        elif check_log and self.delivered_through is not None and event.id > self.delivered_through:
+            # Reading the log waits on the database: in a task of its own, and
+            # counted as a reader now, so that what comes next waits behind it.
+            self.readers += 1
+            self.backlog.append((event, visible, check_log))
+            self.catch_up = asyncio.ensure_future(self._catch_up())  # held: the loop keeps tasks weakly
+        else:
+            await self._live(event, visible=visible, check_log=False)
 
-    async def _live(self, message):
-        """A message from the relay, in log order. `prev` names the event the
-        relay sent this socket's group before it: if this socket has not
-        handled it, the layer dropped messages (or a new relay does not know
-        what the last one sent, `prev` None), and the log has what is missing."""
-        event_id, prev = message["id"], message["prev"]
+    async def _catch_up(self):
+        try:
+            async with self.lock:
+                await self._backlog_drain()  # its first event reads the log
+        finally:
+            self.readers -= 1
+
+    async def _live(self, event, *, visible, check_log):
         if self.delivered_through is not None:
-            if event_id <= self.delivered_through:
+            if event.id <= self.delivered_through:
                 return  # sent already, from the log
-            if prev is None or prev > self.delivered_through:
-                if prev is not None:
-                    socket_logger.warning(
-                        "Socket missed layer messages; reading events %d to %d from the log",
-                        self.delivered_through + 1,
-                        event_id - 1,
-                        extra={"user_id": self.user.pk, "request_id": self.request_id},
-                    )
-                if not await self._send_from_log(after=self.delivered_through, before=event_id):
-                    return
-        self.delivered_through = event_id
-        if self._wanted(message["event_type"], message["order_id"]):
-            await self.send(text_data=message["text"])
+            if check_log:
+                socket_logger.warning(
+                    "Socket reads events after %d from the log: live ones may have been lost",
+                    self.delivered_through,
+                    extra={"user_id": self.user.pk, "request_id": self.request_id},
+                )
+                await self._send_from_log(after=self.delivered_through, through=event.id)
+                return
+        self.delivered_through = event.id
+        if visible and self._wanted(event.type, event.order_id):
+            await self.send(text_data=event.text)

@@ -7,9 +7,8 @@ private loop in a daemon thread. Either way one task drains a queue, so a
 thread that commits never opens a loop or a Redis connection of its own, and
 a process's events leave in the order it committed them.
 
-Messages arrive here from the relay (realtime.relay) in log order, each
-naming the one its group got before, so a socket notices any the layer
-dropped and reads them from the log.
+Live events take their own way (realtime.fanout); the channel layer carries
+the messages that end a user's sockets.
 """
 
 import asyncio
@@ -50,6 +49,11 @@ def _loop():
     return _private_loop
 
 
+def loop_call(callback, *args):
+    """Run `callback(*args)` soon on the loop this process publishes on; returns at once."""
+    _loop().call_soon_threadsafe(callback, *args)
+
+
 def publish(messages):
     """Queue [(group, message), ...] for the channel layer; returns at once."""
     loop = _loop()
@@ -72,9 +76,7 @@ async def _drain(queue):
             for group, message in messages:
                 await _group_send(layer, group, message)
         except Exception:
-            # The log has them: a socket that gets a later message reads them from
-            # there, and a socket that lost its layer resumes when it reconnects.
-            logger.exception("Could not publish event messages; their sockets will read them from the log")
+            logger.exception("Could not publish channel-layer messages")
 
 
 async def _group_send(layer, group, message):

@@ -29,11 +29,9 @@ take turns. The leader is woken by NOTIFY, sent after each event-writing
 commit, and polls every POLL_SECONDS besides. In embedded mode (SQLite) the
 relay is a thread woken by this process's own commits.
 
-Publishing. Each event goes once to the staff group and to each of its
-audience's user groups, with `prev`, the id of the previous event this relay
-sent that group (None when it has not sent the group anything yet). A socket
-whose last event is older than `prev` missed something, and reads it from the
-log (realtime.consumers).
+Publishing. Once a round commits, its events go to every web process at once
+(realtime.fanout), in id order; a process that sees a hole in the ids reads
+what it missed from the log.
 """
 
 import json
@@ -46,13 +44,12 @@ from django.db import close_old_connections, connection, transaction
 from django.db.models import F, Max, Window
 
 from core import metrics
+from realtime.fanout import LiveEvent, events_publish
 from realtime.models import Event, PendingEvent
-from realtime.publish import publish
 from realtime.selectors import events_position
 
 logger = logging.getLogger(__name__)
 
-STAFF_GROUP = "staff"
 CHANNEL = "hub_events"  # LISTEN/NOTIFY channel
 POLL_SECONDS = 1.0
 BATCH = 2000  # pending rows a round moves at most (whole transactions; more if one is bigger)
@@ -64,10 +61,6 @@ ROUND_LOCK = 0x6875625F726E64  # "hub_rnd"
 _wake = threading.Event()  # embedded mode: set after this process commits events
 _started = False
 _start_lock = threading.Lock()
-
-
-def user_group(user_id):
-    return f"user.{user_id}"
 
 
 def relay_wake():
@@ -93,10 +86,8 @@ def _pending():
     return rows
 
 
-def relay_round(sent):
-    """Move what has committed into the log and publish it; how many events moved.
-
-    `sent`: {group: id of the last event this relay published to it}, updated."""
+def relay_round():
+    """Move what has committed into the log and publish it; how many events moved."""
     with transaction.atomic(durable=True):
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
@@ -122,31 +113,19 @@ def relay_round(sent):
         )
         PendingEvent.objects.filter(id__in=[row.id for row in rows]).delete()
         metrics.events_published_on_commit(event.type for event in events)
-    publish(_messages(events, audiences, sent))  # committed: the log has them
+    # Committed: the log has them. The text is made once, for every socket.
+    events_publish(
+        [
+            LiveEvent(event.pk, event.type, event.data.get("order_id"), audience, json.dumps(event.envelope()))
+            for event, audience in zip(events, audiences, strict=True)
+        ]
+    )
     return len(events)
 
 
-def _messages(events, audiences, sent):
-    messages = []
-    for event, audience in zip(events, audiences, strict=True):
-        text = json.dumps(event.envelope())  # serialised once for every socket
-        for group in [STAFF_GROUP, *map(user_group, audience)]:
-            message = {
-                "type": "event.message",
-                "id": event.pk,
-                "prev": sent.get(group),
-                "event_type": event.type,
-                "order_id": event.data.get("order_id"),
-                "text": text,
-            }
-            sent[group] = event.pk
-            messages.append((group, message))
-    return messages
-
-
-def relay_drain(sent):
+def relay_drain():
     """Relay rounds until nothing committed is left pending."""
-    while relay_round(sent):
+    while relay_round():
         pass
 
 
@@ -162,19 +141,17 @@ def _lead_postgresql(stop):
                 return
         lock.execute(f"LISTEN {CHANNEL}")
         logger.info("Event relay: leading")
-        sent = {}  # what a previous leader sent is unknown
         while not stop.is_set():
-            relay_drain(sent)
+            relay_drain()
             close_old_connections()
             for _ in lock.notifies(timeout=POLL_SECONDS, stop_after=1):
                 pass
 
 
 def _lead_embedded(stop):
-    sent = {}
     while not stop.is_set():
         _wake.clear()
-        relay_drain(sent)
+        relay_drain()
         _wake.wait(POLL_SECONDS)
 
 

@@ -57,8 +57,7 @@ def _relay_on_commit(request, monkeypatch):
         return
     from realtime import relay, services
 
-    sent = {}
-    monkeypatch.setattr(services, "relay_wake", lambda: relay.relay_drain(sent))
+    monkeypatch.setattr(services, "relay_wake", relay.relay_drain)
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from decimal import Decimal
 import pytest
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.db import transaction
@@ -26,10 +25,10 @@ from knox.models import AuthToken
 
 from core import services as core_services
 from orders import services as order_services
-from realtime import consumers, events, selectors, services
+from realtime import consumers, events, fanout, selectors, services
+from realtime.fanout import LiveEvent
 from realtime.models import Event
 from realtime.publish import serve_on_this_loop
-from realtime.relay import STAFF_GROUP
 from realtime.routing import websocket_app
 from tests.factories import PASSWORD, UserFactory
 
@@ -761,82 +760,95 @@ def test_a_bad_last_event_id_in_a_resume_gets_an_error(user, value):
     run(scenario)
 
 
-# ---- messages the layer lost ------------------------------------------------------------
+# ---- live events lost on the way ---------------------------------------------------------
 
 
 @db
-def logged(n):
-    """`n` events in the log only staff may see, not published: the layer
-    messages for them are the test's to send, or to drop."""
+def logged(n, audience=()):
+    """`n` events in the log, not published: the live events for them are the
+    test's to hand to the fan-out, or to lose."""
     first = selectors.events_position() + 1
-    return [Event.objects.create(id=first + i, type=events.ORDER_CREATED, data={"order_id": None}) for i in range(n)]
+    made = [Event.objects.create(id=first + i, type=events.ORDER_CREATED, data={"order_id": None}) for i in range(n)]
+    for event in made:
+        event.audience.set(audience)
+    return made
 
 
-def layer_message(event, prev):
-    """What the relay sends a group for `event`, after `prev` (None: unknown)."""
-    return {
-        "type": "event.message",
-        "id": event.pk,
-        "prev": prev.pk if prev is not None else None,
-        "event_type": event.type,
-        "order_id": event.data.get("order_id"),
-        "text": json.dumps(event.envelope()),
-    }
+def live(event):
+    """The relay's LiveEvent for `event`."""
+    audience = list(event.audience.values_list("pk", flat=True))
+    return LiveEvent(event.pk, event.type, event.data.get("order_id"), audience, json.dumps(event.envelope()))
 
 
-async def send_to_staff(messages):
-    layer = get_channel_layer()
-    for message in messages:
-        await layer.group_send(STAFF_GROUP, message)
+async def publish(*batches):
+    """Hand batches to this process's fan-out, as the relay does in embedded mode."""
+    for batch in batches:
+        fanout.events_publish(await db(lambda events: [live(e) for e in events])(batch))
+    await asyncio.sleep(0.05)
 
 
-def test_a_message_the_layer_lost_is_read_from_the_log(staff, caplog):
-    headers = token_header(staff)
-    ids = []
+def test_events_lost_on_the_way_are_read_from_the_log(user, staff, caplog):
+    staff_headers, user_headers = token_header(staff), token_header(user)
 
     async def scenario(sockets):
-        socket = await sockets.open(headers)
-        a, b, c, d = await logged(4)
-        ids.extend(e.pk for e in (a, b, c, d))
-        await send_to_staff([layer_message(a, None), layer_message(d, c)])  # b and c never come
+        staff_socket, user_socket = await sockets.open(staff_headers), await sockets.open(user_headers)
+        a, b, c, d = await logged(4, audience=[user])
+        await publish([a], [d])  # b and c never come
 
-        assert await receive(socket, 4) == [a.envelope(), b.envelope(), c.envelope(), d.envelope()]
-        assert await drain(socket) == []  # no resync, no repeat
+        for socket in (staff_socket, user_socket):
+            assert await receive(socket, 4) == [a.envelope(), b.envelope(), c.envelope(), d.envelope()]
+            assert await drain(socket) == []  # no resync, no repeat
 
     run(scenario)
-    (line,) = [r for r in caplog.records if r.name == "hub.socket" and "missed layer messages" in r.getMessage()]
-    assert line.levelname == "WARNING"
-    assert line.getMessage().endswith(f"reading events {ids[1]} to {ids[2]} from the log")
+    lines = [r for r in caplog.records if r.name == "hub.socket" and "from the log" in r.getMessage()]
+    assert len(lines) == 2 and all(r.levelname == "WARNING" for r in lines)
 
 
-def test_a_message_from_a_new_relay_checks_the_log_for_what_it_cannot_vouch_for(staff):
-    """A relay that has just taken over does not know what the last one sent
-    (prev None): the socket asks the log, and sends what the old one did not."""
-    headers = token_header(staff)
+def test_a_socket_outside_the_audience_of_what_was_lost_reads_the_log_too(user, other_user):
+    """It cannot know what it missed: the log says (here, its own event)."""
+    mine_headers = token_header(user)
 
     async def scenario(sockets):
-        socket = await sockets.open(headers)
-        a, b, c = await logged(3)
-        await send_to_staff([layer_message(a, None)])
-        assert await receive(socket) == [a.envelope()]
-        await send_to_staff([layer_message(c, None)])  # the old relay died before it sent b
+        socket = await sockets.open(mine_headers)
+        (first,) = await logged(1, audience=[user])
+        await publish([first])
+        assert await receive(socket) == [first.envelope()]
+        (lost,) = await logged(1, audience=[user])
+        (theirs,) = await logged(1, audience=[other_user])
+        await publish([theirs])  # `lost` never came
 
-        assert await receive(socket, 2) == [b.envelope(), c.envelope()]
+        assert await receive(socket) == [lost.envelope()]
         assert await drain(socket) == []
 
     run(scenario)
 
 
-def test_a_live_message_of_an_event_sent_already_is_dropped(staff):
+def test_a_live_event_sent_already_from_the_log_is_dropped(staff):
     headers = token_header(staff)
 
     async def scenario(sockets):
         a, b = await logged(2)
         socket = await sockets.open(headers, query="last_event_id=0")
         assert await receive(socket, 2) == [a.envelope(), b.envelope()]  # from the log
-        await send_to_staff([layer_message(a, None), layer_message(b, a)])  # then live
+        await publish([a, b])  # then live
 
         assert await drain(socket) == []
+
+    run(scenario)
+
+
+def test_live_events_that_come_during_a_replay_follow_it_in_order(staff):
+    headers = token_header(staff)
+
+    async def scenario(sockets):
+        socket = await sockets.open(headers)
+        old = await logged(600)  # a replay of more than one read
+        await socket.send_json_to({"action": "resume", "last_event_id": 0})
+        new = await logged(2)
+        await publish(new)
+
+        received = await receive(socket, 602)
+        assert [m["id"] for m in received] == [e.pk for e in old + new]
 
     run(scenario)
 

@@ -1,0 +1,163 @@
+"""Live events from the relay to this process's sockets: one message per
+batch for the whole process, fanned out here.
+
+The relay (realtime.relay) hands each batch it moved into the log to
+`events_publish`: in services mode one Redis PUBLISH on CHANNEL, which every
+web process receives once on one subscription; in embedded mode straight to
+this process's event loop. Either way `_dispatch` runs on the loop the
+sockets live on, one batch after another, and gives each event to the
+sockets allowed to see it: every staff socket, and the sockets of the users
+in its audience. The frame's text was made once, by the relay.
+
+The log's ids have no holes, and the relay sends them in order, so a batch
+that does not start right after the last one this process got means
+messages were lost (Redis dropped the subscription, or a leader died between
+its commit and its publish): each socket then reads what it missed from the
+log before it goes on.
+"""
+
+import asyncio
+import json
+import logging
+import weakref
+from collections import defaultdict
+from typing import NamedTuple
+
+import redis
+import redis.asyncio
+from django.conf import settings
+
+from core.redis import redis_client
+from realtime.publish import loop_call
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "hub:events"
+RESUBSCRIBE_SECONDS = 1.0
+# How long a socket's handshake waits for its process's subscription to start.
+SUBSCRIBE_WAIT_SECONDS = 2.0
+
+
+class LiveEvent(NamedTuple):
+    id: int
+    type: str
+    order_id: int | None
+    audience: list  # user ids besides staff
+    text: str  # the envelope, as sent
+
+
+def events_publish(events):
+    """From the relay's thread, once its round committed: [LiveEvent, ...], in id order."""
+    if not events:
+        return
+    if settings.REDIS_URL:
+        try:
+            redis_client(settings.REDIS_URL).publish(CHANNEL, json.dumps(events))
+        except redis.RedisError as exc:
+            # The log has them: sockets read them from there once the next batch shows the hole.
+            logger.warning("Events %d-%d not published: %s", events[0].id, events[-1].id, exc)
+    else:
+        loop_call(_local_batch, events)
+
+
+class _Sockets:
+    """This loop's sockets, by who may see what, and the last event id it got."""
+
+    def __init__(self):
+        self.staff = set()
+        self.users = defaultdict(set)
+        self.last_id = None
+        self.lost = False  # messages may have been lost since last_id
+        self.queue = asyncio.Queue()
+        self.subscribed = asyncio.Event()  # what is published from now on comes here
+        loop = asyncio.get_running_loop()
+        self.tasks = [loop.create_task(self._drain(), name="hub-fanout")]  # held: the loop keeps tasks weakly
+        if settings.REDIS_URL:
+            self.tasks.append(loop.create_task(self._listen(), name="hub-fanout-subscription"))
+        else:
+            self.subscribed.set()
+
+    async def _drain(self):
+        while True:
+            events = await self.queue.get()
+            try:
+                await self._dispatch(events)
+            except Exception:
+                logger.exception("Live events %d-%d not handed to the sockets", events[0].id, events[-1].id)
+
+    async def _listen(self):
+        """One subscription for the process, for as long as it lives."""
+        while True:
+            client = redis.asyncio.Redis.from_url(settings.REDIS_URL, socket_keepalive=True, health_check_interval=15)
+            try:
+                async with client.pubsub() as pubsub:
+                    await pubsub.subscribe(CHANNEL)
+                    async for message in pubsub.listen():
+                        if message["type"] == "message":
+                            self.queue.put_nowait([LiveEvent(*event) for event in json.loads(message["data"])])
+                        elif message["type"] == "subscribe":
+                            self.subscribed.set()
+            except (redis.RedisError, OSError) as exc:
+                logger.warning("Live events subscription lost (%s); subscribing again", exc)
+            finally:
+                await client.aclose()
+            self.lost = True  # what was published meanwhile never came
+            await asyncio.sleep(RESUBSCRIBE_SECONDS)
+
+    async def _dispatch(self, events):
+        for event in events:
+            lost = self.lost or (self.last_id is not None and event.id != self.last_id + 1)
+            if event.id <= (self.last_id or 0) and not self.lost:
+                continue  # a copy
+            if lost:
+                logger.warning("Live events before %d did not come; sockets read them from the log", event.id)
+            self.last_id, self.lost = event.id, False
+            audience = [socket for user_id in event.audience for socket in self.users.get(user_id, ())]
+            for socket in [*self.staff, *audience]:
+                await socket.live(event, visible=True, check_log=lost)
+            if lost:  # every socket may have missed something, not only this event's audience
+                for user_id, sockets in list(self.users.items()):
+                    if user_id not in event.audience:
+                        for socket in list(sockets):
+                            await socket.live(event, visible=False, check_log=True)
+
+
+_by_loop = weakref.WeakKeyDictionary()  # event loop -> _Sockets
+
+
+def _sockets():
+    loop = asyncio.get_running_loop()
+    sockets = _by_loop.get(loop)
+    if sockets is None:
+        sockets = _by_loop[loop] = _Sockets()
+    return sockets
+
+
+def _local_batch(events):
+    """Embedded mode, on the sockets' loop."""
+    _sockets().queue.put_nowait(events)
+
+
+async def socket_add(socket):
+    """Give `socket` (a consumer with `user` and `live()`) the events it may
+    see, from the moment this process's subscription has started."""
+    sockets = _sockets()
+    if not sockets.subscribed.is_set():
+        try:
+            await asyncio.wait_for(sockets.subscribed.wait(), SUBSCRIBE_WAIT_SECONDS)
+        except TimeoutError:
+            logger.warning("Live events subscription not started; the socket reads the log once it is")
+    if socket.user.is_staff:
+        sockets.staff.add(socket)
+    else:
+        sockets.users[socket.user.pk].add(socket)
+
+
+def socket_remove(socket):
+    sockets = _sockets()
+    sockets.staff.discard(socket)
+    mine = sockets.users.get(socket.user.pk)
+    if mine is not None:
+        mine.discard(socket)
+        if not mine:
+            del sockets.users[socket.user.pk]
