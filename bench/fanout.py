@@ -30,7 +30,7 @@ queue wait in Redis unsent, which changes nothing on the sockets.
    sends the body to every socket; the body is the hub's event envelope.
 
 After each Daphne phase the sockets are closed and the script waits for
-Daphne to take them out of the staff group; it reports what is left there,
+Daphne to take them out of the channel layer; it reports what is left there,
 the errors Daphne logged, the CPU time of every process involved (and of
 whatever else ran on the machine) and a digest of the code under test.
 
@@ -83,7 +83,14 @@ from common import (
 START_TIMEOUT_SECONDS = 60
 STAFF_USERNAME = "krushnappan"  # core.services.DEMO_ADMIN_USERNAME, made by `seed_demo`
 STAFF_PASSWORD = "admin_password"
-STAFF_GROUP_KEY = "hub:layer:group:staff"  # channels-redis: f"{prefix}:group:{group}"
+# Every socket joins its user's group in the channel layer (for the end of its
+# credentials); channels-redis keeps a group as f"{prefix}:group:{group}".
+CREDENTIALS_GROUPS = "hub:layer:group:credentials.*"
+
+
+def layer_members(client):
+    """The sockets joined to the channel layer, all users together."""
+    return sum(client.zcard(key) for key in client.scan_iter(CREDENTIALS_GROUPS))
 EVENT_TYPE = "order.status_changed"
 TARGET_P99_SECONDS = 0.100
 TARGET_RSS_PER_SOCKET_KB = 50
@@ -599,14 +606,14 @@ def fan_out(sockets, keys, change, interval, cpu_parts, expected_sockets, deadli
 
 
 def close_and_drain(sockets, redis_url, members_before, patience=10.0):
-    """Close every socket, then wait until Daphne has taken them out of the staff group
+    """Close every socket, then wait until Daphne has taken them out of the channel layer
     (each consumer's disconnect does a group_discard) or nothing has changed for `patience` s."""
     sockets.call("close", timeout=60)
     layer = redis.Redis.from_url(redis_url, socket_timeout=5)
     began = last_change = time.monotonic()
     last = None
     while True:
-        members = layer.zcard(STAFF_GROUP_KEY)
+        members = layer_members(layer)
         now = time.monotonic()
         if members != last:
             last, last_change = members, now
@@ -621,7 +628,7 @@ def run_hub_fanout(args, processes, sockets, token, deadline):
     url = f"http://127.0.0.1:{port}"
     daphne = processes.start_daphne("daphne-fanout", port)
     wait_http(processes, f"{url}/health/redis/", deadline, "Daphne (fan-out)")
-    members_before = redis.Redis.from_url(args.redis_url).zcard(STAFF_GROUP_KEY)
+    members_before = layer_members(redis.Redis.from_url(args.redis_url))
     headers = {"Authorization": f"Token {token}"}
     print(f"Daphne on {url} (pid {daphne.pid}); placing {args.changes} orders ...")
     with httpx.Client(base_url=url, timeout=30) as http:
@@ -631,8 +638,8 @@ def run_hub_fanout(args, processes, sockets, token, deadline):
         connected = connect_sockets(
             sockets, port, "/ws/events/", [("Authorization", f"Token {token}")], args.sockets, deadline, subscribe
         )
-        members = redis.Redis.from_url(args.redis_url).zcard(STAFF_GROUP_KEY) - members_before
-        print(f"  staff group in the channel layer: {members} new members")
+        members = layer_members(redis.Redis.from_url(args.redis_url)) - members_before
+        print(f"  channel layer: {members} new members")
         time.sleep(1.0)  # let the connects' stragglers (and subscribe answers) pass
 
         def change(order_id):
@@ -685,7 +692,7 @@ def run_idle(args, processes, sockets, token, deadline):
     header = [("Authorization", f"Token {token}")]
     with httpx.Client(base_url=url, timeout=30) as http:
         http.get("/api/v1/orders/", headers={"Authorization": f"Token {token}"}).raise_for_status()
-    members_before = redis.Redis.from_url(args.redis_url).zcard(STAFF_GROUP_KEY)
+    members_before = layer_members(redis.Redis.from_url(args.redis_url))
     sockets.call("connect", "127.0.0.1", port, "/ws/events/", header, 1, None)
     close_and_drain(sockets, args.redis_url, members_before)
     time.sleep(2.0)
@@ -807,7 +814,7 @@ def _print_fanout(r, nproc):
     lat, req, to_all = r["latency"], r["request"], r["to_all"]
     print(
         f"  sockets     {r['connect']['connected']}/{r['sockets']} open"
-        + (f", {r['group_members']} in the staff group" if "group_members" in r else "")
+        + (f", {r['group_members']} in the channel layer" if "group_members" in r else "")
         + (f"; subscribed to {EVENT_TYPE} only" if r.get("subscribed") else "")
     )
     print(
@@ -855,7 +862,7 @@ def _print_log_problems(r, during):
     if close:
         print(
             f"  closing     all sockets closed; after {close['seconds']:.1f} s {close['left_in_group']} channels were "
-            "still in the staff group (a disconnect that failed to group_discard leaves one there)"
+            "still in the channel layer (a disconnect that failed to group_discard leaves one there)"
         )
 
 

@@ -61,6 +61,12 @@ def parse_args(argv):
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/hub_load_bench")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/8")
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument(
+        "--server",
+        choices=["daphne", "uvicorn"],
+        default="daphne",
+        help="the ASGI server of the web process (default daphne, as the Procfile; uvicorn must be installed)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     return parser.parse_args(argv)
 
@@ -270,7 +276,10 @@ def run(args):
         )
         hub = Hub(env, log_dir)
         hub.manage("migrate", "--noinput", timeout=remaining(deadline))
-        web = ["-m", "daphne", "--verbosity", "0", "--bind", "127.0.0.1", "--port", str(hub.port)]
+        if args.server == "daphne":
+            web = ["-m", "daphne", "--verbosity", "0", "--bind", "127.0.0.1", "--port", str(hub.port)]
+        else:
+            web = ["-m", "uvicorn", "--no-access-log", "--host", "127.0.0.1", "--port", str(hub.port)]
         hub.start("web", *web, "project.asgi:application")
         hub.start("worker", "manage.py", "rundramatiq", "--processes", "1", "--threads", "8")
         hub.start("sweeper", "manage.py", "run_sweeper")

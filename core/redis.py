@@ -41,7 +41,7 @@ def redis_optional(what, call, *args, default=None, **kwargs):
         return default
     try:
         return call(*args, **kwargs)
-    except (redis.RedisError, dramatiq.errors.ConnectionError) as exc:
+    except (redis.RedisError, dramatiq.errors.BrokerConnectionError) as exc:
         with _down_lock:
             first = time.monotonic() >= _down_until
             _down_until = time.monotonic() + settings.REDIS_RETRY_SECONDS

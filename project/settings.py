@@ -174,10 +174,9 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-# The channel layer carries live events from whichever process wrote them to
-# the processes holding the sockets. One layer message reaches all of a
-# process's sockets in a group, so capacity bounds a process's backlog: a
-# socket whose messages were dropped reads them from the event log.
+# The channel layer carries the messages that end a user's sockets (signed
+# out, token expired, account changed) to every web process; capacity bounds
+# a process's backlog of them. Live events take their own way (realtime.fanout).
 REALTIME_CHANNEL_CAPACITY = env.int("REALTIME_CHANNEL_CAPACITY", default=1000)
 if REDIS_URL:
     CHANNEL_LAYERS = {

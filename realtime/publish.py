@@ -1,4 +1,4 @@
-"""Hands events to the channel layer from any thread, in order.
+"""Hands messages to the channel layer from any thread, in order.
 
 Every process publishes on one event loop: the loop its sockets live on when
 it is the web server (the in-memory layer of embedded mode is not
