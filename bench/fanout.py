@@ -91,6 +91,8 @@ CREDENTIALS_GROUPS = "hub:layer:group:credentials.*"
 def layer_members(client):
     """The sockets joined to the channel layer, all users together."""
     return sum(client.zcard(key) for key in client.scan_iter(CREDENTIALS_GROUPS))
+
+
 EVENT_TYPE = "order.status_changed"
 TARGET_P99_SECONDS = 0.100
 TARGET_RSS_PER_SOCKET_KB = 50
