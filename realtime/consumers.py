@@ -311,7 +311,7 @@ class EventConsumer(AsyncWebsocketConsumer):
         before it may have been lost on the way."""
         if self.readers:
             self.backlog.append((event, visible, check_log))
-        elif check_log and self.delivered_through is not None and event.id > self.delivered_through:
+        elif check_log and self.delivered_through is not None:
             # Reading the log waits on the database: in a task of its own, and
             # counted as a reader now, so that what comes next waits behind it.
             self.readers += 1

@@ -106,9 +106,9 @@ class _Sockets:
 
     async def _dispatch(self, events):
         for event in events:
-            lost = self.lost or (self.last_id is not None and event.id != self.last_id + 1)
-            if event.id <= (self.last_id or 0) and not self.lost:
+            if not self.lost and self.last_id is not None and event.id <= self.last_id:
                 continue  # a copy
+            lost = self.lost or (self.last_id is not None and event.id != self.last_id + 1)
             if lost:
                 logger.warning("Live events before %d did not come; sockets read them from the log", event.id)
             self.last_id, self.lost = event.id, False

@@ -133,9 +133,7 @@ def _lead_postgresql(stop):
     """Take the leader lock on a connection of its own (trying every
     POLL_SECONDS while another process holds it), then relay until that
     connection fails or `stop` is set."""
-    db = connection.settings_dict
-    params = {"dbname": "NAME", "user": "USER", "password": "PASSWORD", "host": "HOST", "port": "PORT"}
-    with psycopg.connect(**{k: db[key] for k, key in params.items() if db[key]}, autocommit=True) as lock:
+    with psycopg.connect(**connection.get_connection_params(), autocommit=True) as lock:
         while not lock.execute("SELECT pg_try_advisory_lock(%s)", [LEADER_LOCK]).fetchone()[0]:
             if stop.wait(POLL_SECONDS):
                 return
