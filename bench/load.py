@@ -10,6 +10,8 @@ another, for `--seconds` each:
 
 - the bare view, and `GET /api/v1/auth/token/check/`, at `--clients`, taking
   turns in four slices of a quarter phase each;
+- the floor under an order create: a bare view running as many SQL statements
+  in a transaction as raw SQL, at `--clients`;
 - `POST /api/v1/orders/` at `--clients`, then at `--latency-clients`;
 - `GET /api/v1/orders/` (20 rows a page) at `--clients`;
 
@@ -51,6 +53,8 @@ from notify_throughput import Hub, SmtpSink
 START_TIMEOUT_SECONDS = 60
 PASSWORD = "bench-Load-2024!"
 ORDER = {"total_amount": "149.99", "currency": "INR", "shipping_address": "1 Bench Road", "notes": "load"}
+# The table of the bare write view (bench/anchor_urls.py).
+WRITE_TABLE = "CREATE TABLE bench_write (id bigserial PRIMARY KEY, body text NOT NULL)"
 ANCHOR_SLICES = 4  # turns the bare view and the token check take
 TARGETS = {"creates_per_s": 150, "create_p99_ms": 100, "token_check_ratio": 0.6, "event_p99_ms": 100}
 
@@ -213,6 +217,8 @@ async def _drive(url, user_token, staff_token, args):
             "latencies": sorted(x for p in parts for x in p["latencies"]),
             "errors": sum(p["errors"] for p in parts),
         }
+    # The floor: the same number of statements in a transaction, with none of the hub's code.
+    phases["bare write"] = await _phase(url, None, "POST", "/bench/bare/write/", n, s, {}, 201)
     phases["order create"] = await _phase(url, user_token, "POST", "/api/v1/orders/", n, s, ORDER, 201)
     phases[f"order create at {args.latency_clients}"] = await _phase(
         url, user_token, "POST", "/api/v1/orders/", args.latency_clients, s, ORDER, 201
@@ -262,6 +268,9 @@ def report(info):
                 event_p99 < TARGETS["event_p99_ms"],
             ),
         }
+        if "bare write" in phases:
+            floor = phases["bare write"]["per_s"]
+            print(f"  order create / bare write (the same statement count as raw SQL): {creates / floor:.3f}")
         for name, (value, met) in verdicts.items():
             print(f"  {'MET ' if met else 'NOT MET'}  {name}: {value}")
     if "error" in info:
@@ -290,6 +299,8 @@ def run(args):
         )
         hub = Hub(env, log_dir)
         hub.manage("migrate", "--noinput", timeout=remaining(deadline))
+        with psycopg.connect(args.database_url, autocommit=True) as conn:
+            conn.execute(WRITE_TABLE)
         if args.server == "daphne":
             web = ["-m", "daphne", "--verbosity", "0", "--bind", "127.0.0.1", "--port", str(hub.port)]
         else:

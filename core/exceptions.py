@@ -8,13 +8,17 @@ errors may add keys of their own (e.g. `allowed` for a refused transition).
 
 import math
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from core.input import RequestTooLarge
 
 
 class ApplicationError(Exception):
@@ -72,6 +76,8 @@ def exception_handler(exc, context):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, RequestDataTooBig):
+        exc = RequestTooLarge(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
 
     response = drf_exception_handler(exc, context)
     if response is None:
@@ -84,11 +90,32 @@ def exception_handler(exc, context):
         response.data = error_body("validation_error", message, fields=fields)
     else:
         code = exc.detail.code if hasattr(exc.detail, "code") else exc.default_code
-        extra = {}
+        extra = dict(getattr(exc, "extra", {}))
         if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
             extra["retry_after"] = math.ceil(exc.wait)
         response.data = error_body(code, str(exc.detail), **extra)
     return response
+
+
+def body_size_middleware(get_response):
+    """Answer 413 to a body announced over the limit, before anything reads it."""
+
+    def middleware(request):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if limit is not None and length > limit:
+            exc = RequestTooLarge(limit)
+            return JsonResponse(error_body(exc.default_code, str(exc.detail), **exc.extra), status=exc.status_code)
+        return get_response(request)
+
+    return middleware
+
+
+def json_bad_request(request, exception=None):
+    return JsonResponse(error_body("bad_request", "Bad request."), status=400)
 
 
 def json_page_not_found(request, exception=None):

@@ -1,5 +1,6 @@
 import django_filters
 
+from core.input import IsoDateTimeFilter
 from notify.models import Channel, Notification, NotificationStatus, Priority
 
 
@@ -9,8 +10,8 @@ class NotificationFilter(django_filters.FilterSet):
     priority = django_filters.MultipleChoiceFilter(choices=Priority.choices)
     order = django_filters.NumberFilter(field_name="order_id")
     customer = django_filters.NumberFilter(field_name="customer_id")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Notification

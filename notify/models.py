@@ -54,7 +54,11 @@ class Notification(models.Model):
     priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.NORMAL)
     status = models.CharField(max_length=10, choices=NotificationStatus.choices, default=NotificationStatus.PENDING)
     attempts = models.PositiveIntegerField(default=0)
+    # `attempts` when staff last retried the row: its retry budget counts from there.
+    attempts_before_retry = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
+    # The provider's id of what went out; for a Telegram message split in
+    # parts, the parts' ids, comma-separated, as they go out.
     provider_message_id = models.CharField(max_length=255, blank=True)
     customer = models.ForeignKey(
         "orders.Customer", null=True, blank=True, on_delete=models.SET_NULL, related_name="notifications"

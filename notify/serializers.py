@@ -1,3 +1,5 @@
+import re
+
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from rest_framework import serializers
@@ -7,6 +9,13 @@ from notify.models import Channel, Notification, NotificationAttempt, Priority
 from orders.models import validate_telegram_chat_id
 
 BULK_LIMIT = 1000
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _one_line(text):
+    """A title becomes the mail's Subject header: no line breaks or other control characters."""
+    if _CONTROL_CHARACTERS.search(text):
+        raise serializers.ValidationError("One line of text: no line breaks or other control characters.")
 
 
 def _telegram_chat_id(text):
@@ -20,7 +29,7 @@ def _telegram_chat_id(text):
 
 
 class NotificationSendSerializer(StrictInputMixin, serializers.Serializer):
-    title = serializers.CharField(max_length=200)
+    title = serializers.CharField(max_length=200, validators=[_one_line])
     message = serializers.CharField(max_length=20_000)
     recipient_type = serializers.ChoiceField(choices=Channel.choices, help_text="The channel: email or telegram.")
     recipient = serializers.CharField(

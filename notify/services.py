@@ -285,9 +285,10 @@ def email_verification_notify(*, user, code):
 
 @transaction.atomic
 def notification_retry(*, notification, by):
-    """Staff: send a failed notification again, with a fresh retry budget."""
+    """Staff: send a failed notification again, with a fresh retry budget;
+    its attempts go on being numbered from where they were."""
     updated = Notification.objects.filter(pk=notification.pk, status=NotificationStatus.FAILED).update(
-        status=NotificationStatus.PENDING, attempts=0, next_attempt_at=None, failed_at=None
+        status=NotificationStatus.PENDING, attempts_before_retry=F("attempts"), next_attempt_at=None, failed_at=None
     )
     if not updated:
         raise Conflict("Only failed notifications can be retried.", code="not_failed")
@@ -343,8 +344,10 @@ def _claim(ids, now):
 # A batch stops sending after this long (or half the sending timeout, if less)
 # and puts back what it did not get to, well before anyone may take it over.
 BATCH_SECONDS = 60.0
-# Attempts are written at least this often, which bounds what a worker that
-# dies mid-batch leaves unrecorded and so sends twice.
+# Attempts are written every RECORD_EVERY sends or RECORD_EVERY_SECONDS,
+# whichever comes first: a worker killed mid-batch has sent at most that many
+# unrecorded, and those are sent again (with the same Message-ID).
+RECORD_EVERY = 10
 RECORD_EVERY_SECONDS = 1.0
 
 
@@ -370,10 +373,11 @@ def notifications_deliver(*, notification_ids):
                 _release(batch[index:], claimed_at)
                 break
             attempts.append(_attempt(outbox, notification))
-            if time.monotonic() - recorded >= RECORD_EVERY_SECONDS:
+            if len(attempts) >= RECORD_EVERY or time.monotonic() - recorded >= RECORD_EVERY_SECONDS:
                 _attempts_record(claimed_at, attempts)
                 recorded, attempts = time.monotonic(), []
-    _attempts_record(claimed_at, attempts)
+    if attempts:
+        _attempts_record(claimed_at, attempts)
     return batch
 
 
@@ -383,7 +387,7 @@ def _attempt(outbox, notification):
     try:
         provider_message_id = outbox.send(notification)
     except DeliveryError as exc:
-        error = exc
+        provider_message_id, error = exc.delivered, exc
     except Exception as exc:  # a bug or an unforeseen failure: retry, and keep the reason
         logger.exception("Unexpected error delivering notification %s", notification.pk)
         error = TransientError(secrets_redacted(f"{type(exc).__name__}: {exc}"))
@@ -406,22 +410,27 @@ def _outcome(attempt):
             "status": NotificationStatus.SENT,
             "sent_at": attempt.finished,
             "provider_message_id": attempt.provider_message_id,
+            "last_error": "",
         }
         return AttemptOutcome.SENT, changes, None
+    # What a split message delivered before it failed stays on record.
+    delivered = {"provider_message_id": attempt.provider_message_id} if attempt.provider_message_id else {}
+    # The retry budget counts from the last staff retry; attempt numbers go on.
+    tries = notification.attempts - notification.attempts_before_retry
     if isinstance(error, PermanentError):
         changes = {"status": NotificationStatus.FAILED, "failed_at": attempt.finished, "last_error": str(error)}
-        return AttemptOutcome.FAILED, changes, None
-    if notification.attempts > settings.NOTIFY_MAX_RETRIES:
-        reason = f"{error} (gave up after {notification.attempts} attempts)"
+        return AttemptOutcome.FAILED, changes | delivered, None
+    if tries > settings.NOTIFY_MAX_RETRIES:
+        reason = f"{error} (gave up after {tries} attempts)"
         changes = {"status": NotificationStatus.FAILED, "failed_at": attempt.finished, "last_error": reason}
-        return AttemptOutcome.FAILED, changes, None
-    delay = _backoff_seconds(notification.attempts, error.retry_after)
+        return AttemptOutcome.FAILED, changes | delivered, None
+    delay = _backoff_seconds(tries, error.retry_after)
     changes = {
         "status": NotificationStatus.PENDING,
         "last_error": str(error),
         "next_attempt_at": attempt.finished + timedelta(seconds=delay),
     }
-    return AttemptOutcome.RETRY, changes, delay
+    return AttemptOutcome.RETRY, changes | delivered, delay
 
 
 def _mark_sent(claimed_at, sent):
@@ -439,7 +448,7 @@ def _mark_sent(claimed_at, sent):
     params += [NotificationStatus.SENDING, field.get_db_prep_value(claimed_at, connection)]
     rows = ", ".join(["(%s, %s, %s)"] * len(sent))
     sql = (
-        f"UPDATE {table} SET status = %s, sent_at = v.column2, provider_message_id = v.column3"
+        f"UPDATE {table} SET status = %s, sent_at = v.column2, provider_message_id = v.column3, last_error = ''"
         f" FROM (VALUES {rows}) AS v"
         f" WHERE {table}.id = v.column1 AND {table}.status = %s AND {table}.sending_at = %s"
         f" RETURNING {table}.id"
@@ -476,8 +485,6 @@ def _attempt_logged(attempt, outcome, delay):
 def _attempts_record(claimed_at, attempts):
     """Write the attempts and move each row on, if it is still ours: a worker
     that took over a stale claim owns it now. Sent rows move in one update."""
-    if not attempts:
-        return
     ours = Notification.objects.filter(status=NotificationStatus.SENDING, sending_at=claimed_at)
     log, sent, moved = [], {}, set()
     for attempt in attempts:

@@ -109,6 +109,8 @@ MIDDLEWARE = [
     # First: every request gets its id and its log line, whatever answers it.
     "core.logs.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Before anything reads the body.
+    "core.exceptions.body_size_middleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # After WhiteNoise: static files are not requests worth counting.
     "core.metrics.metrics_middleware",
@@ -244,7 +246,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["core.input.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "core.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
     "DEFAULT_FILTER_BACKENDS": [

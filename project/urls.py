@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 
 from core import health, metrics
-from core.exceptions import json_page_not_found, json_server_error
+from core.exceptions import json_bad_request, json_page_not_found, json_server_error
 from core.schema import schema_view
 from core.throttles import login_throttled
 
@@ -30,5 +30,6 @@ urlpatterns = [
     path("", include("frontend.urls")),
 ]
 
+handler400 = json_bad_request
 handler404 = json_page_not_found
 handler500 = json_server_error

@@ -69,7 +69,8 @@ class SmtpSink:
 
 class FakeTelegram:
     """POST /bot<token>/sendMessage. Answers, in turn, from `script` (a deque of
-    "ok", "hang", (status, description) or (429, retry_after)); "ok" when empty.
+    "ok", "hang", (status, description), (429, retry_after), or ("raw", status,
+    body) for a body that is not the Bot API's); "ok" when empty.
     Every request is kept in `requests` with its arrival time."""
 
     def __init__(self, token):
@@ -100,6 +101,8 @@ class FakeTelegram:
                 if answer == "ok":
                     chat = {"id": int(body["chat_id"])}
                     return self._reply(200, {"ok": True, "result": {"message_id": message_id, "chat": chat}})
+                if answer[0] == "raw":
+                    return self._reply(answer[1], answer[2])
                 status, detail = answer
                 if status == 429:
                     return self._reply(
@@ -114,9 +117,10 @@ class FakeTelegram:
                 self._reply(status, {"ok": False, "error_code": status, "description": detail})
 
             def _reply(self, status, payload):
-                data = json.dumps(payload).encode()
+                raw = isinstance(payload, str)
+                data = payload.encode() if raw else json.dumps(payload).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", "text/html" if raw else "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)

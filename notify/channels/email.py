@@ -1,8 +1,7 @@
 import smtplib
-from email.utils import make_msgid
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail import BadHeaderError, EmailMultiAlternatives, get_connection
 
 from notify.channels.base import PermanentError, TransientError
 
@@ -32,8 +31,12 @@ class EmailSender:
         domain = settings.DEFAULT_FROM_EMAIL.rpartition("@")[2].strip("> ")
         self.domain = domain or "localhost"
 
+    def message_id(self, notification):
+        """The same on every attempt, so a receiver can tell a second copy."""
+        return f"<notification.{notification.pk}.{notification.created_at:%Y%m%d%H%M%S}@{self.domain}>"
+
     def send(self, notification):
-        message_id = make_msgid(domain=self.domain)
+        message_id = self.message_id(notification)
         email = EmailMultiAlternatives(
             subject=notification.title,
             body=notification.message,
@@ -54,6 +57,8 @@ class EmailSender:
                 self.close()  # the server dropped an idle connection: once more on a new one
                 self.connection.open()
                 email.send()
+        except BadHeaderError as exc:
+            raise PermanentError(f"Not a valid mail header: {exc}") from None
         except (TimeoutError, smtplib.SMTPException, OSError) as exc:
             self.close()
             raise _smtp_error(exc) from exc

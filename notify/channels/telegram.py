@@ -5,7 +5,7 @@ from functools import cache
 import httpx
 from django.conf import settings
 
-from notify.channels.base import PermanentError, RecipientBlocked, TransientError
+from notify.channels.base import DeliveryError, PermanentError, RecipientBlocked, TransientError
 from notify.pacing import telegram_wait_turn
 
 logger = logging.getLogger(__name__)
@@ -56,14 +56,23 @@ def _post(chat_id, text):
     except httpx.HTTPError as exc:
         raise TransientError(_scrub(f"Telegram unreachable: {exc}")) from None
 
+    status = response.status_code
     try:
         body = response.json()
     except ValueError:
-        body = {}
+        body = None
+    if not isinstance(body, dict):
+        # Not the Bot API speaking (a proxy's page, say): only a status that
+        # says "later" is worth another try.
+        error = f"Telegram {status}, not a Bot API answer: {_scrub(response.text[:300])}"
+        raise TransientError(error) if status == 429 or status >= 500 else PermanentError(error)
     description = _scrub(str(body.get("description") or response.reason_phrase))
-    status = response.status_code
-    if status == 200 and body.get("ok"):
-        return str(body["result"]["message_id"])
+    if status == 200 and body.get("ok") is True:
+        result = body.get("result")
+        message_id = result.get("message_id") if isinstance(result, dict) else None
+        if not isinstance(message_id, int):
+            raise PermanentError(f"Telegram answered ok without a message id: {_scrub(response.text[:300])}")
+        return str(message_id)
     if status == 429:
         retry_after = (body.get("parameters") or {}).get("retry_after")
         raise TransientError(f"Telegram 429: {description}", retry_after=retry_after)
@@ -82,8 +91,13 @@ def telegram_send(notification):
         for chunk in chunks:
             logger.info("Telegram (console, no TELEGRAM_BOT_TOKEN) to %s:\n%s", notification.recipient, chunk)
         return "console"
-    message_ids = []
-    for chunk in chunks:
+    # The parts an earlier attempt delivered are not sent again.
+    message_ids = notification.provider_message_id.split(",") if notification.provider_message_id else []
+    for chunk in chunks[len(message_ids) :]:
         telegram_wait_turn(notification.recipient)
-        message_ids.append(_post(notification.recipient, chunk))
+        try:
+            message_ids.append(_post(notification.recipient, chunk))
+        except DeliveryError as exc:
+            exc.delivered = ",".join(message_ids)
+            raise
     return ",".join(message_ids)

@@ -1,9 +1,13 @@
+import io
 import json
 
 import pytest
 from django.test import RequestFactory
 
 from core.exceptions import json_server_error
+from core.input import JSONParser, RequestTooLarge
+from notify.models import Notification
+from orders.models import Customer
 
 
 def test_malformed_json_is_a_400_parse_error(user_client):
@@ -56,3 +60,102 @@ def test_server_error_is_json():
 
     assert response.status_code == 500
     assert json.loads(response.content)["error"]["code"] == "server_error"
+
+
+# Bad input of every kind is a 4xx in the one error shape, and changes nothing.
+
+
+def _nested(depth):
+    return '{"name": "x", "email": "x@example.com", "address": ' + "[" * depth + "]" * depth + "}"
+
+
+@pytest.mark.parametrize("depth", [100, 1_000, 100_000])
+def test_json_nested_too_deep_is_a_400_parse_error(user_client, depth):
+    r = user_client.post("/api/v1/customers/", _nested(depth), content_type="application/json")
+
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert error["code"] == "parse_error"
+    assert "nested deeper than 32" in error["message"]
+    assert not Customer.objects.exists()
+
+
+def test_json_nested_within_the_bound_is_parsed(user_client):
+    r = user_client.post("/api/v1/customers/", _nested(30), content_type="application/json")
+
+    assert r.status_code == 400  # parsed, then refused field by field
+    assert r.json()["error"]["code"] == "validation_error"
+    assert "address" in r.json()["error"]["fields"]
+
+
+@pytest.mark.parametrize("megabytes", [10, 50])
+def test_a_body_over_the_limit_is_a_413_with_the_limit(user_client, settings, megabytes):
+    body = json.dumps({"title": "t", "message": "x" * (megabytes << 20), "recipient_type": "email"})
+
+    r = user_client.post("/api/v1/notifications/send/", body, content_type="application/json")
+
+    assert r.status_code == 413
+    error = r.json()["error"]
+    assert error["code"] == "request_too_large"
+    assert error["limit_bytes"] == settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    assert not Notification.objects.exists()
+
+
+def test_the_parser_reads_no_more_than_the_limit(settings):
+    """Whatever the headers said, the parser itself stops at the limit."""
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1_000
+    body = json.dumps({"name": "x" * 2_000}).encode()
+
+    with pytest.raises(RequestTooLarge):
+        JSONParser().parse(io.BytesIO(body))
+    at_the_limit = json.dumps({"name": "x" * 988}).encode()
+    assert len(at_the_limit) == 1_000
+    assert JSONParser().parse(io.BytesIO(at_the_limit)) == {"name": "x" * 988}
+
+
+def test_a_bulk_of_100000_is_refused_in_json(staff_client):
+    item = {"title": "t", "message": "m", "recipient_type": "email", "recipient": "a@example.com"}
+
+    r = staff_client.post("/api/v1/notifications/bulk/", {"notifications": [item] * 100_000}, format="json")
+
+    assert r.status_code in (400, 413)
+    assert r.json()["error"]["code"] in ("validation_error", "request_too_large")
+    assert not Notification.objects.exists()
+
+
+@pytest.mark.parametrize("path", ["/api/v1/orders/", "/api/v1/notifications/", "/api/v1/notifications/stats/"])
+@pytest.mark.parametrize("offset", ["+16:00", "-16:00", "+14:01", "-12:01", "+99:00"])
+def test_a_utc_offset_out_of_range_is_a_400(staff_client, path, offset):
+    r = staff_client.get(path, {"created_after": f"2026-01-01T00:00:00{offset}"})
+
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert error["code"] == "validation_error"
+    assert "created_after" in error["fields"]
+
+
+@pytest.mark.parametrize("offset", ["+14:00", "-12:00", "+05:30", "Z"])
+def test_a_utc_offset_in_range_is_taken(staff_client, offset):
+    r = staff_client.get("/api/v1/orders/", {"created_after": f"2026-01-01T00:00:00{offset}"})
+
+    assert r.status_code == 200
+
+
+@pytest.mark.parametrize("title", ["Hello\r\nBcc: victim@example.com", "line\nbreak", "carriage\rreturn", "nul\x00"])
+def test_header_unsafe_characters_in_a_title_are_refused(user_client, title):
+    body = {"title": title, "message": "m", "recipient_type": "email", "recipient": "a@example.com"}
+
+    r = user_client.post("/api/v1/notifications/send/", body, format="json")
+
+    assert r.status_code == 400
+    assert "title" in r.json()["error"]["fields"]
+    assert not Notification.objects.exists()
+
+
+def test_header_unsafe_characters_in_a_bulk_item_are_refused(staff_client):
+    item = {"title": "t\r\nX-Evil: 1", "message": "m", "recipient_type": "email", "recipient": "a@example.com"}
+
+    r = staff_client.post("/api/v1/notifications/bulk/", {"notifications": [item]}, format="json")
+
+    assert r.status_code == 400
+    assert "notifications[0].title" in r.json()["error"]["fields"]

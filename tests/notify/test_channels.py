@@ -1,5 +1,6 @@
 import socket
 import threading
+from datetime import UTC, datetime
 
 import pytest
 
@@ -18,9 +19,11 @@ def channel_send(notification):
 
 def _email(**fields):
     return Notification(
+        pk=fields.pop("pk", 7),
+        created_at=datetime(2026, 5, 1, 12, 30, tzinfo=UTC),
         channel="email",
         recipient="ann@example.com",
-        title="Hello <Ann>",
+        title=fields.pop("title", "Hello <Ann>"),
         message="Line one & <script>alert(1)</script>",
         html_message="<p>Hello &lt;Ann&gt;</p>",
         **fields,
@@ -42,6 +45,24 @@ def test_email_send_delivers_multipart_mail_to_a_real_smtp_server(smtp_sink):
     assert mail["Message-ID"] == message_id
     assert mail.get_body(("plain",)).get_content().strip() == "Line one & <script>alert(1)</script>"
     assert mail.get_body(("html",)).get_content().strip() == "<p>Hello &lt;Ann&gt;</p>"
+
+
+def test_email_message_id_is_the_same_on_every_attempt(smtp_sink):
+    channel_send(_email())
+    channel_send(_email())
+    channel_send(_email(pk=8))
+
+    ids = [m["message"]["Message-ID"] for m in smtp_sink.messages]
+    assert ids[0] == ids[1] != ids[2]
+    assert ids[0] == "<notification.7.20260501123000@localhost>"
+
+
+def test_email_with_a_header_unsafe_title_fails_permanently(smtp_sink):
+    with pytest.raises(PermanentError) as exc:
+        channel_send(_email(title="Hello\nBcc: victim@example.com"))
+
+    assert "header" in str(exc.value)
+    assert smtp_sink.messages == []
 
 
 def test_outbox_keeps_one_smtp_connection_and_reopens_it_after_an_error_or_a_drop(smtp_sink):
@@ -121,6 +142,15 @@ def test_telegram_send_posts_escaped_html_and_returns_the_message_id(telegram_ap
         ((403, "Forbidden: bot was blocked by the user"), RecipientBlocked),
         ((403, "Forbidden: bot is not a member of the channel chat"), PermanentError),
         ("hang", TransientError),
+        # Not understood: permanent, unless the status says "later".
+        (("raw", 200, '{"ok": true}'), PermanentError),
+        (("raw", 200, '{"ok": true, "result": {"chat": {"id": 1}}}'), PermanentError),
+        (("raw", 200, '{"ok": true, "result": true}'), PermanentError),
+        (("raw", 200, "<html>Welcome to our proxy</html>"), PermanentError),
+        (("raw", 404, "<html>Not Found</html>"), PermanentError),
+        (("raw", 200, "[1, 2]"), PermanentError),
+        (("raw", 502, "<html>Bad Gateway</html>"), TransientError),
+        (("raw", 429, "<html>Slow down</html>"), TransientError),
     ],
 )
 def test_telegram_send_classifies_bot_api_answers(telegram_api, answer, error):
@@ -131,6 +161,8 @@ def test_telegram_send_classifies_bot_api_answers(telegram_api, answer, error):
 
     assert type(exc.value) is error
     assert TELEGRAM_TEST_TOKEN not in str(exc.value)
+    if answer[0] == "raw":
+        assert answer[2][:20] in str(exc.value)  # the provider's own text is kept
     if answer[0] == 429:
         assert exc.value.retry_after == 7
 

@@ -10,6 +10,7 @@ from dramatiq.brokers.stub import StubBroker
 
 from core.exceptions import Conflict
 from notify import services
+from notify.channels import Outbox
 from notify.heartbeat import queue_depths
 from notify.models import Notification, NotificationAttempt, NotificationKind, NotificationStatus
 from orders import services as order_services
@@ -261,6 +262,62 @@ def test_deliver_gives_up_after_the_last_retry(user, smtp_sink, settings):
     assert list(notification.attempt_log.values_list("outcome", flat=True)) == ["retry", "retry", "failed"]
 
 
+def test_a_staff_retry_gives_a_fresh_budget_and_attempts_go_on_counting(user, staff, smtp_sink, settings):
+    settings.NOTIFY_MAX_RETRIES = 1
+    smtp_sink.reply_data = "421 service not available"
+    notification = _send(user)
+
+    def deliver_until_final():
+        while True:
+            Notification.objects.filter(pk=notification.pk).update(next_attempt_at=None)
+            services.notifications_deliver(notification_ids=[notification.pk])
+            notification.refresh_from_db()
+            if notification.status == S.FAILED:
+                return
+
+    deliver_until_final()
+    services.notification_retry(notification=notification, by=staff)
+    deliver_until_final()
+
+    assert notification.attempts == 4
+    assert notification.last_error.endswith("(gave up after 2 attempts)")
+    assert list(notification.attempt_log.order_by("id").values_list("number", flat=True)) == [1, 2, 3, 4]
+
+
+def test_a_sent_row_keeps_no_stale_error(user, smtp_sink):
+    smtp_sink.reply_data = "421 service not available"
+    notification = _send(user)
+    services.notifications_deliver(notification_ids=[notification.pk])
+    notification.refresh_from_db()
+    assert notification.last_error
+
+    smtp_sink.reply_data = None
+    Notification.objects.filter(pk=notification.pk).update(next_attempt_at=None)
+    services.notifications_deliver(notification_ids=[notification.pk])
+
+    notification.refresh_from_db()
+    assert (notification.status, notification.last_error) == (S.SENT, "")
+    assert notification.attempt_log.order_by("id").first().error  # the attempt's own record keeps it
+
+
+def test_a_split_telegram_message_sends_only_the_parts_still_missing(user, telegram_api):
+    notification = _send(user, channel="telegram", recipient="42", message=("word " * 2000).strip())
+    telegram_api.script.extend(["ok", (502, "Bad Gateway")])
+
+    services.notifications_deliver(notification_ids=[notification.pk])
+    notification.refresh_from_db()
+    assert (notification.status, notification.provider_message_id) == (S.PENDING, "1")
+    Notification.objects.filter(pk=notification.pk).update(next_attempt_at=None)
+    services.notifications_deliver(notification_ids=[notification.pk])
+
+    notification.refresh_from_db()
+    assert notification.status == S.SENT
+    texts = telegram_api.sent_texts()
+    assert len(texts) == 4 and len(set(texts)) == 3  # part 2 twice (it failed once), part 1 once
+    assert texts[1] == texts[2]
+    assert notification.provider_message_id == "1,3,4"
+
+
 def test_deliver_turns_off_telegram_for_a_chat_that_blocked_the_bot(user, telegram_api):
     customer = CustomerFactory(telegram_chat_id=777)
     telegram_api.script.append((403, "Forbidden: bot was blocked by the user"))
@@ -326,15 +383,38 @@ def test_deliver_claims_only_the_rows_that_are_due_and_waiting(user, smtp_sink):
     assert [m["to"] for m in smtp_sink.messages] == [["a@example.com"]]
 
 
-def test_deliver_writes_a_batch_in_a_fixed_number_of_queries(user, smtp_sink):
+def test_deliver_writes_a_group_of_sends_in_a_fixed_number_of_queries(user, smtp_sink):
     def queries_to_deliver(count):
         ids = [_send(user, recipient=f"u{i}@example.com").pk for i in range(count)]
         with CaptureQueriesContext(connection) as queries:
             services.notifications_deliver(notification_ids=ids)
         return len(queries)
 
-    assert queries_to_deliver(1) == queries_to_deliver(20)
-    assert Notification.objects.filter(status=S.SENT).count() == 21 == len(smtp_sink.messages)
+    assert queries_to_deliver(1) == queries_to_deliver(services.RECORD_EVERY)
+    assert Notification.objects.filter(status=S.SENT).count() == 1 + services.RECORD_EVERY == len(smtp_sink.messages)
+
+
+class _Killed(BaseException):
+    """What a SIGKILL does to a batch, as far as its records go: nothing after it runs."""
+
+
+def test_a_batch_killed_midway_leaves_at_most_a_group_of_sends_unrecorded(user, smtp_sink, monkeypatch):
+    ids = [_send(user, recipient=f"u{i}@example.com").pk for i in range(3 * services.RECORD_EVERY)]
+    send, sends = Outbox.send, []
+
+    def send_until_killed(self, notification):
+        if len(sends) == 2 * services.RECORD_EVERY + 3:
+            raise _Killed
+        sends.append(notification.pk)
+        return send(self, notification)
+
+    monkeypatch.setattr(Outbox, "send", send_until_killed)
+    with pytest.raises(_Killed):
+        services.notifications_deliver(notification_ids=ids)
+
+    recorded = set(Notification.objects.filter(status=S.SENT).values_list("pk", flat=True))
+    assert recorded == set(sends[: 2 * services.RECORD_EVERY])
+    assert len(sends) - len(recorded) == 3  # sent, not recorded: these go out again
 
 
 def test_deliver_puts_back_what_the_batch_had_no_time_for(user, smtp_sink, monkeypatch):
@@ -410,7 +490,8 @@ def test_retry_requeues_only_failed_notifications(user, staff, django_capture_on
         services.notification_retry(notification=notification, by=staff)
 
     notification.refresh_from_db()
-    assert (notification.status, notification.attempts, notification.failed_at) == (S.QUEUED, 0, None)
+    assert (notification.status, notification.attempts, notification.failed_at) == (S.QUEUED, 6, None)
+    assert notification.attempts_before_retry == 6
     assert _queued() == {"notify": 1}
 
 
