@@ -6,19 +6,24 @@
 errors may add keys of their own (e.g. `allowed` for a refused transition).
 """
 
+import logging
 import math
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from core.db import db_pool_check
 from core.input import RequestTooLarge
+
+logger = logging.getLogger(__name__)
 
 
 class ApplicationError(Exception):
@@ -112,6 +117,35 @@ def body_size_middleware(get_response):
         return get_response(request)
 
     return middleware
+
+
+# What a client is asked to wait after the database dropped its connection.
+DATABASE_RETRY_AFTER_SECONDS = 2
+
+
+class DatabaseUnavailableMiddleware:
+    """A request whose database connection failed under it answers 503 with
+    Retry-After: the pool hands the next one a checked connection."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if not isinstance(exception, OperationalError | InterfaceError):
+            return None
+        logger.warning("Database unavailable during %s %s: %s", request.method, request.path, exception)
+        db_pool_check()
+        body = error_body(
+            "database_unavailable",
+            "The database is unavailable; try again shortly.",
+            retry_after=DATABASE_RETRY_AFTER_SECONDS,
+        )
+        response = JsonResponse(body, status=503)
+        response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+        return response
 
 
 def json_bad_request(request, exception=None):

@@ -25,6 +25,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from core import metrics
+from core.db import db_retry_once
 from core.exceptions import Conflict
 from core.logs import request_id_current, secrets_redacted
 from core.redis import redis_optional
@@ -92,7 +93,9 @@ def notifications_enqueue_on_commit(notifications):
     if ids:
         # The request that wrote the rows goes with them, for the worker's log lines.
         request_id = request_id_current()
-        transaction.on_commit(lambda: notifications_enqueue(ids, request_id=request_id), robust=True)
+        # After the commit: a connection the database drops now must not leave the rows to the sweeper.
+        enqueue = partial(db_retry_once, notifications_enqueue, ids, request_id=request_id)
+        transaction.on_commit(enqueue, robust=True)
 
 
 def notifications_enqueue(ids_with_priority, *, delay_ms=None, request_id=None):
@@ -347,7 +350,7 @@ BATCH_SECONDS = 60.0
 # Attempts are written every RECORD_EVERY sends or RECORD_EVERY_SECONDS,
 # whichever comes first: a worker killed mid-batch has sent at most that many
 # unrecorded, and those are sent again (with the same Message-ID).
-RECORD_EVERY = 10
+RECORD_EVERY = 5
 RECORD_EVERY_SECONDS = 1.0
 
 
@@ -363,7 +366,7 @@ def notifications_deliver(*, notification_ids):
     """Send the rows of a batch that are ours to send; record each attempt and
     what comes next. Returns the rows it claimed."""
     claimed_at = timezone.now()
-    batch = _claim(notification_ids, claimed_at)
+    batch = db_retry_once(_claim, notification_ids, claimed_at)
     clock = time.monotonic()
     deadline = clock + min(BATCH_SECONDS, settings.NOTIFY_SENDING_TIMEOUT_SECONDS / 2)
     recorded, attempts = clock, []
@@ -374,10 +377,10 @@ def notifications_deliver(*, notification_ids):
                 break
             attempts.append(_attempt(outbox, notification))
             if len(attempts) >= RECORD_EVERY or time.monotonic() - recorded >= RECORD_EVERY_SECONDS:
-                _attempts_record(claimed_at, attempts)
+                db_retry_once(_attempts_record, claimed_at, attempts)
                 recorded, attempts = time.monotonic(), []
     if attempts:
-        _attempts_record(claimed_at, attempts)
+        db_retry_once(_attempts_record, claimed_at, attempts)
     return batch
 
 

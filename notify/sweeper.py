@@ -4,12 +4,19 @@ import threading
 from django.conf import settings
 from django.db import close_old_connections
 
+from core.db import db_retry_once
 from core.services import auth_tokens_prune
 from notify.heartbeat import process_id, sweeper_beat
 from notify.services import notifications_sweep
 from realtime.services import events_prune
 
 logger = logging.getLogger(__name__)
+
+
+def _sweep_round():
+    notifications_sweep()
+    events_prune()
+    auth_tokens_prune()
 
 
 def sweeper_loop(stop: threading.Event):
@@ -21,9 +28,7 @@ def sweeper_loop(stop: threading.Event):
     while not stop.is_set():
         try:
             close_old_connections()
-            notifications_sweep()
-            events_prune()
-            auth_tokens_prune()
+            db_retry_once(_sweep_round)
             sweeper_beat(sweeper_id)
         except Exception:
             logger.exception("Sweep failed; trying again next round")

@@ -111,6 +111,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Before anything reads the body.
     "core.exceptions.body_size_middleware",
+    # A connection the database dropped mid-request: 503, not 500.
+    "core.exceptions.DatabaseUnavailableMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # After WhiteNoise: static files are not requests worth counting.
     "core.metrics.metrics_middleware",
@@ -147,8 +149,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A pool per process: web threads and worker threads borrow a connection
     # per request or message instead of opening one (CONN_MAX_AGE stays 0).
     DATABASES["default"]["OPTIONS"] = {
-        "pool": {"min_size": 1, "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=20), "timeout": 10},
+        "pool": {
+            "min_size": 1,
+            "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=20),
+            # What a request waits for a connection before it is answered 503.
+            "timeout": env.float("DATABASE_POOL_TIMEOUT_SECONDS", default=5.0),
+        },
     }
+    # The pool checks a connection before it lends it, so one the server
+    # dropped (a restart, pg_terminate_backend) is replaced, not handed out.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers run beside the single writer; IMMEDIATE takes the write
     # lock at BEGIN so two writers queue on `timeout` instead of failing with
@@ -191,7 +201,14 @@ if REDIS_URL:
                 # brpop_timeout); redis-py 8 reads with a 5 s timeout by default,
                 # which would fail the receive of every idle socket (close 1011).
                 "hosts": [
-                    {"address": REDIS_URL, "health_check_interval": 15, "socket_keepalive": True, "socket_timeout": 15}
+                    {
+                        "address": REDIS_URL,
+                        "health_check_interval": 15,
+                        "socket_keepalive": True,
+                        "socket_timeout": 15,
+                        # A handshake while Redis is down is refused at once.
+                        "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
+                    }
                 ],
                 "prefix": "hub:layer",
                 "capacity": REALTIME_CHANNEL_CAPACITY,
@@ -250,8 +267,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "core.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
     "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend",
-        "rest_framework.filters.OrderingFilter",
+        "core.filters.KnownQueryParams",
+        "core.filters.FilterBackend",
+        "core.filters.OrderingFilter",
     ],
     "EXCEPTION_HANDLER": "core.exceptions.exception_handler",
     "DEFAULT_THROTTLE_RATES": {

@@ -18,7 +18,9 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from core import metrics
 from core.logs import client_address, request_id_accept, request_id_bind
@@ -37,12 +39,16 @@ CLOSE_UNSUPPORTED = 4003
 CLOSE_TOO_BIG = 4009
 CLOSE_CREDENTIALS_ENDED = 4401  # signed out, token expired, account deactivated or its staff flag changed
 CLOSE_RATE_LIMITED = 4429
+CLOSE_UNAVAILABLE = 4503  # the channel layer (Redis) or the database is down: try again later
 
 # Group membership expires in the layer after a day; a socket renews it hourly.
 GROUP_RENEW_SECONDS = 3600
 # Joins and leaves a process sends the layer at once: a reconnect storm of
 # thousands of sockets must not exhaust its Redis connection pool.
 LAYER_CALLS_AT_ONCE = 50
+# A join or leave that takes longer is given up: Redis is stalled or gone.
+LAYER_TIMEOUT_SECONDS = 2.0
+LAYER_ERRORS = (TimeoutError, OSError, RedisError)
 _layer_slots = weakref.WeakKeyDictionary()  # event loop -> asyncio.Semaphore
 
 
@@ -106,7 +112,11 @@ class EventConsumer(AsyncWebsocketConsumer):
             _socket_opened(self, refused="origin not allowed")
             await self.close()  # before accept: the handshake is answered 403
             return
-        self.credential = await socket_credential(self.scope)
+        try:
+            self.credential = await socket_credential(self.scope)
+        except (OperationalError, InterfaceError) as exc:
+            await self._unavailable("the database", exc)
+            return
         if self.credential is None:
             _socket_opened(self, refused="no valid credentials")
             await self.close()
@@ -120,9 +130,15 @@ class EventConsumer(AsyncWebsocketConsumer):
         self.lock = asyncio.Lock()  # one reader of the log at a time
         # While the socket reads from the log, live events wait here, in order.
         self.readers, self.backlog = 0, []
-        self.group = credentials_group(self.user.pk)
-        async with _layer_slot():
-            await self.channel_layer.group_add(self.group, self.channel_name)
+        # No layer, no word of a logout to close this socket on: refused while it is down.
+        group = credentials_group(self.user.pk)
+        try:
+            async with _layer_slot(), asyncio.timeout(LAYER_TIMEOUT_SECONDS):
+                await self.channel_layer.group_add(group, self.channel_name)
+        except LAYER_ERRORS as exc:
+            await self._unavailable("the channel layer", exc)
+            return
+        self.group = group
         self.joined = time.monotonic()
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         async with self._reading_log():  # what comes live meanwhile waits for the accept and the replay
@@ -150,8 +166,18 @@ class EventConsumer(AsyncWebsocketConsumer):
                 pending.cancel()
         if getattr(self, "group", None):
             socket_remove(self)
-            async with _layer_slot():
-                await self.channel_layer.group_discard(self.group, self.channel_name)
+            # Left behind while the layer is down, the membership expires by itself.
+            with contextlib.suppress(*LAYER_ERRORS):
+                async with _layer_slot(), asyncio.timeout(LAYER_TIMEOUT_SECONDS):
+                    await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def _unavailable(self, what, exc):
+        """Refuse the handshake cleanly: accept, say why, close with 4503 (try again later)."""
+        _socket_opened(self, refused=f"{what} is unavailable: {type(exc).__name__}")
+        await self.accept()
+        await self._error(
+            "unavailable", f"The event stream is unavailable: {what} is down. Try again later.", CLOSE_UNAVAILABLE
+        )
 
     async def _heartbeat(self):
         interval = settings.REALTIME_HEARTBEAT_SECONDS
@@ -159,10 +185,12 @@ class EventConsumer(AsyncWebsocketConsumer):
         while True:
             await self._send_json({"type": "heartbeat", "ts": _now()})
             if time.monotonic() - self.joined >= GROUP_RENEW_SECONDS:
-                # Group membership expires in the layer (after a day); renew it well before.
-                async with _layer_slot():
-                    await self.channel_layer.group_add(self.group, self.channel_name)
-                self.joined = time.monotonic()
+                # Group membership expires in the layer (after a day); renew it
+                # well before, and at the next beat if the layer is down now.
+                with contextlib.suppress(*LAYER_ERRORS):
+                    async with _layer_slot(), asyncio.timeout(LAYER_TIMEOUT_SECONDS):
+                        await self.channel_layer.group_add(self.group, self.channel_name)
+                    self.joined = time.monotonic()
             await asyncio.sleep(interval)
 
     async def _end(self, reason):

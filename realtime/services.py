@@ -13,6 +13,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from core.db import db_retry_once
 from realtime.models import Event, PendingEvent, PruneMark
 from realtime.publish import publish
 from realtime.relay import relay_wake
@@ -29,7 +30,8 @@ def events_record(specs):
         [PendingEvent(type=spec.type, data=spec.data, audience=sorted(spec.audience)) for spec in specs]
     )
     if pending:
-        transaction.on_commit(relay_wake, robust=True)
+        # The relay polls too: a wake-up lost with a dropped connection only delays.
+        transaction.on_commit(partial(db_retry_once, relay_wake), robust=True)
     return pending
 
 

@@ -2,11 +2,14 @@ import io
 import json
 
 import pytest
+from django.db import InterfaceError, OperationalError
 from django.test import RequestFactory
 
+from core.db import db_retry_once
 from core.exceptions import json_server_error
 from core.input import JSONParser, RequestTooLarge
 from notify.models import Notification
+from orders import selectors as order_selectors
 from orders.models import Customer
 
 
@@ -159,3 +162,37 @@ def test_header_unsafe_characters_in_a_bulk_item_are_refused(staff_client):
 
     assert r.status_code == 400
     assert "notifications[0].title" in r.json()["error"]["fields"]
+
+
+def test_a_request_whose_database_connection_dies_is_a_503_with_retry_after(user_client, monkeypatch):
+    def dropped(*args, **kwargs):
+        raise OperationalError("terminating connection due to administrator command")
+
+    monkeypatch.setattr(order_selectors, "order_list", dropped)
+
+    r = user_client.get("/api/v1/orders/")
+
+    assert r.status_code == 503
+    assert r["Retry-After"] == "2"
+    assert r.json()["error"]["code"] == "database_unavailable"
+
+
+def test_work_outside_a_request_runs_once_more_when_its_connection_dropped():
+    calls = []
+
+    def flaky(value):
+        calls.append(value)
+        if len(calls) == 1:
+            raise OperationalError("server closed the connection unexpectedly")
+        return value * 2
+
+    assert db_retry_once(flaky, 21) == 42
+    assert calls == [21, 21]
+
+
+def test_work_that_fails_twice_raises():
+    def broken():
+        raise InterfaceError("connection already closed")
+
+    with pytest.raises(InterfaceError):
+        db_retry_once(broken)

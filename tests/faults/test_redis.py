@@ -4,22 +4,17 @@ Every create answers, promptly; once Redis is back every notification is
 sent and a resuming client gets every event, once."""
 
 import json
-import signal
-import subprocess
 import time
 
 import httpx
 import pytest
-import redis
-from django.db import connection
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from notify.models import Notification, NotificationStatus
 from realtime.models import Event
-from tests.conftest import TELEGRAM_TEST_TOKEN, service_unavailable
-from tests.e2e.conftest import Processes, api_client, relayed_all, services_env, token_for, wait_until
-from tests.factories import UserFactory
-from tests.fakes import FakeTelegram, SmtpSink, free_port
+from tests.e2e.conftest import api_client, relayed_all, token_for, wait_until
+from tests.factories import StaffFactory, UserFactory
 from tests.helpers import SEED_ORDER
 
 pytestmark = pytest.mark.e2e
@@ -28,68 +23,6 @@ pytestmark = pytest.mark.e2e
 # (REDIS_TIMEOUT_SECONDS, 0.5 s), not the 20 s it used to hang, with room for
 # a busy machine.
 ANSWERED_WITHIN_SECONDS = 2.0
-
-
-class RedisServer:
-    """A redis-server of the test's own, on a spare port, to stall and stop."""
-
-    def __init__(self):
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process = None
-
-    def start(self):
-        try:
-            self.process = subprocess.Popen(
-                ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                stdout=subprocess.DEVNULL,
-            )
-        except FileNotFoundError:
-            service_unavailable("redis-server is not installed")
-        wait_until(self._answers, 10, what="redis-server to answer")
-        return self
-
-    def _answers(self):
-        try:
-            return redis.Redis.from_url(self.url, socket_timeout=0.5).ping()
-        except redis.RedisError:
-            return False
-
-    def stall(self):
-        self.process.send_signal(signal.SIGSTOP)
-
-    def resume(self):
-        self.process.send_signal(signal.SIGCONT)
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)
-            self.process.terminate()
-            self.process.wait(10)
-
-
-@pytest.fixture
-def hub_on_own_redis(transactional_db, tmp_path):
-    """Services mode — Daphne, a worker, the sweeper — on PostgreSQL and a Redis of its own."""
-    if connection.vendor != "postgresql":
-        service_unavailable("DATABASE_URL does not point at PostgreSQL")
-    own = RedisServer().start()
-    sink, telegram = SmtpSink().start(), FakeTelegram(TELEGRAM_TEST_TOKEN).start()
-    env = services_env(
-        sink, telegram, REDIS_URL=own.url, NOTIFY_SWEEP_INTERVAL_SECONDS="0.5", NOTIFY_STALE_AFTER_SECONDS="2"
-    )
-    processes = Processes(env, tmp_path)
-    processes.redis = own
-    try:
-        processes.start_web()
-        processes.start_worker()
-        processes.start_sweeper()
-        yield processes
-    finally:
-        processes.stop_all()
-        own.stop()
-        sink.stop()
-        telegram.stop()
 
 
 def _create_orders(api, prefix, n):
@@ -148,3 +81,58 @@ def test_order_creates_answer_while_redis_stalls_or_stops_and_nothing_is_lost(hu
     created = {e["data"]["order_number"] for e in replayed if e["type"] == "order.created"}
     assert len(created) == orders
     assert httpx.get(f"{hub.url}/health/redis/").status_code == 200
+
+
+def _timed(call, *args, **kwargs):
+    started = time.monotonic()
+    result = call(*args, **kwargs)
+    return result, time.monotonic() - started
+
+
+def _handshake(url, token):
+    """The first message and the close code of a socket opened while Redis is away."""
+    ws = connect(
+        url.replace("http://", "ws://", 1) + "/ws/events/",
+        additional_headers={"Authorization": f"Token {token}"},
+        proxy=None,
+        open_timeout=10,
+    )
+    message = json.loads(ws.recv(timeout=10))
+    with pytest.raises(ConnectionClosed):
+        ws.recv(timeout=10)
+    return message, ws.close_code
+
+
+@pytest.mark.parametrize("fault", ["stalled", "stopped"])
+def test_requests_that_do_not_need_redis_answer_while_it_is_away(hub_on_own_redis, fault):
+    hub = hub_on_own_redis
+    user, staff = UserFactory(), StaffFactory()
+    token, staff_token = token_for(hub.url, user), token_for(hub.url, staff)
+    mail = {"title": "Hi", "message": "Hello", "recipient_type": "email", "recipient": "ann@example.com"}
+    with api_client(hub.url, token) as api, api_client(hub.url, staff_token) as staff_api:
+        assert api.post("/notifications/send/", json=mail).status_code == 202
+        hub.redis.stall() if fault == "stalled" else hub.redis.stop()
+
+        for _ in range(3):  # the first request finds Redis away, the next ones skip it
+            sent, send_took = _timed(api.post, "/notifications/send/", json=mail)
+            listed, list_took = _timed(api.get, "/orders/")
+            assert (sent.status_code, listed.status_code) == (202, 200), (sent.text, listed.text)
+            assert max(send_took, list_took) < ANSWERED_WITHIN_SECONDS
+        health, health_took = _timed(staff_api.get, "/health/")
+        message, close_code = _handshake(hub.url, token)
+        if fault == "stalled":
+            hub.redis.resume()
+
+    assert health.status_code == 503 and health_took < 1.0, (health.text, health_took)
+    assert health.json()["components"]["redis"]["reason"].startswith("redis unreachable")
+    assert message["error"]["code"] == "unavailable" and close_code == 4503
+    # Every notification accepted goes out once Redis is back.
+    if fault == "stopped":
+        hub.redis.start()
+    notifications = Notification.objects.filter(sender=user)
+    assert notifications.count() == 4
+    wait_until(
+        lambda: not notifications.exclude(status=NotificationStatus.SENT).exists(),
+        timeout=60,
+        what="every notification to be sent",
+    )
