@@ -69,7 +69,10 @@ class IsoDateTimeField(django_filters.fields.IsoDateTimeField):
         offset = value.utcoffset()
         if not UTC_OFFSET_MIN <= offset <= UTC_OFFSET_MAX:
             raise ValidationError("The UTC offset must be between -12:00 and +14:00.", code="invalid")
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00+01:00 is before the first UTC time there is
+            raise ValidationError("The time is out of range once in UTC.", code="invalid") from None
 
 
 class IsoDateTimeFilter(django_filters.IsoDateTimeFilter):

@@ -370,6 +370,7 @@ class MetricsApi(APIView):
     @swagger_auto_schema(
         operation_id="metrics",
         operation_summary="Prometheus metrics",
+        produces=["text/plain", "application/json"],
         operation_description="Text exposition format 0.0.4. Staff token, or a client address in "
         "`METRICS_ALLOWED_IPS`.",
         responses={

@@ -1,39 +1,119 @@
+from django.core.exceptions import FieldDoesNotExist
 from drf_yasg import openapi
-from drf_yasg.inspectors import SwaggerAutoSchema
+from drf_yasg.generators import OpenAPISchemaGenerator
+from drf_yasg.inspectors import FieldInspector, NotHandled, SwaggerAutoSchema
 from drf_yasg.views import get_schema_view
 from rest_framework.permissions import AllowAny
+from rest_framework.serializers import ListSerializer
 
 from core.permissions import IsStaff
-from core.serializers import ErrorSerializer
+from core.serializers import ErrorSerializer, StrictInputMixin
 
 
 def error_response(description):
     return openapi.Response(description, ErrorSerializer)
 
 
+def _may_be_blank(field):
+    """Whether a string field may hold "": DRF builds read-only model fields
+    without the model's `blank`, so the model is asked too."""
+    if getattr(field, "allow_blank", False):
+        return True
+    model = getattr(getattr(field.parent, "Meta", None), "model", None)
+    try:
+        return model._meta.get_field(field.source).blank
+    except (AttributeError, FieldDoesNotExist):
+        return False
+
+
+class TrueFieldInspector(FieldInspector):
+    """Corrects what drf_yasg infers: a string that may be blank has no
+    `minLength: 1` (and "" among its choices), a serializer refusing unknown
+    keys says `additionalProperties: false`, and a list its bounds."""
+
+    def field_to_swagger_object(self, field, swagger_object_type, use_references, **kwargs):
+        return NotHandled
+
+    def get_schema(self, serializer):
+        return NotHandled  # probed for request and response bodies too, so process_result sees them
+
+    def process_result(self, result, method_name, obj, **kwargs):
+        schema = openapi.resolve_ref(result, self.components)
+        if not isinstance(schema, openapi.Schema):
+            return result
+        if isinstance(obj, StrictInputMixin):
+            schema["additionalProperties"] = False
+        elif isinstance(obj, ListSerializer):
+            if not obj.allow_empty:
+                schema.setdefault("minItems", 1)
+            if obj.max_length is not None:
+                schema.setdefault("maxItems", obj.max_length)
+        elif schema.get("type") == openapi.TYPE_STRING and _may_be_blank(obj):
+            if schema.get("minLength") == 1:
+                del schema["minLength"]
+            if "enum" in schema and "" not in schema["enum"]:
+                schema["enum"] = [*schema["enum"], ""]
+        return result
+
+
 class HubAutoSchema(SwaggerAutoSchema):
-    """Adds the error responses every endpoint can give, in the one error shape."""
+    """Adds the error responses every endpoint can give, in the one error shape,
+    and marks public endpoints as such."""
+
+    field_inspectors = [TrueFieldInspector, *SwaggerAutoSchema.field_inspectors]
+
+    def _public(self):
+        return AllowAny in [type(p) for p in self.view.get_permissions()]
+
+    def get_security(self):
+        security = super().get_security()
+        if security is None and self._public():
+            # Anyone may call it; a token, where it is read, shows more.
+            return [{"Token": []}, {}] if self.view.authentication_classes else []
+        return security
 
     def get_response_serializers(self):
         responses = super().get_response_serializers()
         permissions = [type(p) for p in self.view.get_permissions()]
-        public = AllowAny in permissions
         staff_only = IsStaff in permissions
         errors = {}
         has_body = self.method in ("POST", "PUT", "PATCH") and self.get_request_serializer() is not None
-        if has_body or self.should_filter() or self.should_page():
-            errors["400"] = "Invalid input or malformed JSON"
-        if not public:
+        # Views that filter refuse query parameters they do not take, even where none is documented.
+        if has_body or getattr(self.view, "filter_backends", None):
+            errors["400"] = "Invalid input, malformed JSON or an unknown query parameter"
+        if has_body:
+            errors["413"] = "A body over the size limit (`limit_bytes`)"
+        if not self._public():
             errors["401"] = "Missing, invalid, expired or revoked token"
         if staff_only:
             errors["403"] = "Staff only"
         if "{id}" in self.path or "{customer_id}" in self.path:
             errors["404"] = "Unknown id, or not visible to you"
+        elif self.should_page():
+            errors["404"] = "A page past the last one"
         if getattr(self.view, "throttle_scope", None):
             errors["429"] = "Too many attempts; retry after `retry_after` seconds"
         for status_code, description in errors.items():
             responses.setdefault(status_code, error_response(description))
         return responses
+
+
+class HubSchemaGenerator(OpenAPISchemaGenerator):
+    """States `produces` per operation rather than for the whole API: an
+    operation whose success has no body (204) sends no Content-Type then, which
+    Swagger 2 cannot say of one response, so such an operation states none."""
+
+    def get_schema(self, request=None, public=False):
+        schema = super().get_schema(request, public)
+        produces = schema.pop("produces", None)
+        for path in schema["paths"].values():
+            for method, operation in path.items():
+                if method == "parameters":
+                    continue
+                successes = [r for code, r in operation["responses"].items() if code.startswith("2")]
+                if produces and all("schema" in response for response in successes):
+                    operation.setdefault("produces", produces)
+        return schema
 
 
 schema_view = get_schema_view(
@@ -47,6 +127,7 @@ schema_view = get_schema_view(
         ),
     ),
     public=True,
+    generator_class=HubSchemaGenerator,
     permission_classes=[AllowAny],
     authentication_classes=[],
 )

@@ -4,13 +4,18 @@ from rest_framework import serializers
 
 
 class StrictInputMixin:
-    """Refuse keys the serializer does not know, so a typo is an error, not a no-op."""
+    """Refuse keys the serializer does not know, so a typo is an error, not a
+    no-op; and a number where text belongs, which DRF would turn into text."""
 
     def to_internal_value(self, data):
         if isinstance(data, Mapping):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+            errors = {name: ["Unknown field."] for name in sorted(set(data) - set(self.fields))}
+            for name, field in self.fields.items():
+                value = data.get(name)
+                if isinstance(field, serializers.CharField) and value is not None and not isinstance(value, str):
+                    errors[name] = ["Not a string."]
+            if errors:
+                raise serializers.ValidationError(errors)
         return super().to_internal_value(data)
 
 
@@ -23,8 +28,8 @@ class UserSerializer(serializers.Serializer):
     username = serializers.CharField(read_only=True)
     email = serializers.EmailField(read_only=True)
     email_verified = serializers.BooleanField(read_only=True, help_text="Whether the account proved its email.")
-    first_name = serializers.CharField(read_only=True)
-    last_name = serializers.CharField(read_only=True)
+    first_name = serializers.CharField(read_only=True, allow_blank=True)
+    last_name = serializers.CharField(read_only=True, allow_blank=True)
     is_admin = serializers.BooleanField(read_only=True)
     date_joined = serializers.DateTimeField(read_only=True)
 

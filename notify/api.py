@@ -18,6 +18,7 @@ from notify.serializers import (
     NotificationDetailSerializer,
     NotificationSendSerializer,
     NotificationSerializer,
+    NotificationStatsSerializer,
 )
 
 IDEMPOTENCY_HEADER = openapi.Parameter(
@@ -110,6 +111,7 @@ class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
             '`{"minute": "<UTC start of the minute>", "email": n, "telegram": n}`, the notifications sent '
             "(by `sent_at`) in that minute."
         ),
+        responses={200: NotificationStatsSerializer},
     )
     @action(detail=False, methods=["get"], pagination_class=None)
     def stats(self, request):

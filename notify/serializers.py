@@ -5,7 +5,7 @@ from django.core.validators import validate_email
 from rest_framework import serializers
 
 from core.serializers import StrictInputMixin
-from notify.models import Channel, Notification, NotificationAttempt, Priority
+from notify.models import Channel, Notification, NotificationAttempt, NotificationStatus, Priority
 from orders.models import validate_telegram_chat_id
 
 BULK_LIMIT = 1000
@@ -66,7 +66,10 @@ class NotificationAttemptSerializer(serializers.ModelSerializer):
 
 
 class NotificationSerializer(serializers.ModelSerializer):
-    sender = serializers.CharField(source="sender.username", default=None)
+    recipient = serializers.CharField(
+        read_only=True, allow_blank=True, help_text="Blank when a skipped notification had nowhere to go."
+    )
+    sender = serializers.CharField(source="sender.username", default=None, read_only=True, allow_null=True)
 
     class Meta:
         model = Notification
@@ -107,3 +110,31 @@ class NotificationDetailSerializer(NotificationSerializer):
 class NotificationBulkResultSerializer(serializers.Serializer):
     count = serializers.IntegerField()
     ids = serializers.ListField(child=serializers.IntegerField())
+
+
+def _per_choice(name, choices, **fields):
+    """A serializer with a count for every value of `choices` (and `fields`), for the schema to show."""
+    counts = {value: serializers.IntegerField(min_value=0) for value in choices.values}
+    return type(name, (serializers.Serializer,), {**fields, **counts})
+
+
+class LatencySerializer(serializers.Serializer):
+    median = serializers.FloatField(allow_null=True)
+    p95 = serializers.FloatField(allow_null=True)
+
+
+class NotificationPeriodStatsSerializer(serializers.Serializer):
+    total = serializers.IntegerField(min_value=0)
+    by_status = _per_choice("CountsByStatus", NotificationStatus)()
+    by_channel = _per_choice("CountsByChannel", Channel)()
+    by_priority = _per_choice("CountsByPriority", Priority)()
+    success_rate = serializers.FloatField(allow_null=True, help_text="sent ÷ (sent + failed); null before any.")
+    latency_seconds = LatencySerializer(help_text="Seconds from creation to sent; null before any sent.")
+
+
+class NotificationStatsSerializer(serializers.Serializer):
+    overall = NotificationPeriodStatsSerializer()
+    last_24h = NotificationPeriodStatsSerializer()
+    last_hour = _per_choice(
+        "SentInMinute", Channel, minute=serializers.DateTimeField(help_text="UTC start of the minute.")
+    )(many=True)

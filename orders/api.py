@@ -23,6 +23,11 @@ from orders.serializers import (
     OrderUpdateSerializer,
 )
 
+REDIRECT_REFUSED = error_response(
+    "Changing `email` or `telegram_chat_id`: `email_not_verified` for an unverified owner, "
+    "`permission_denied` for anyone else but the unowned record's creator and staff"
+)
+
 
 class RegisterApi(AnonymousAuthApi):
     @swagger_auto_schema(
@@ -101,11 +106,17 @@ class CustomerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         customer = services.customer_create(by=request.user, **serializer.validated_data)
         return Response(CustomerSerializer(customer).data, status=status.HTTP_201_CREATED)
 
-    @swagger_auto_schema(operation_summary="Replace a customer's details", responses={200: CustomerSerializer})
+    @swagger_auto_schema(
+        operation_summary="Replace a customer's details",
+        responses={200: CustomerSerializer, 403: REDIRECT_REFUSED},
+    )
     def update(self, request, pk=None):
         return self._update(request, partial=False)
 
-    @swagger_auto_schema(operation_summary="Change some of a customer's details", responses={200: CustomerSerializer})
+    @swagger_auto_schema(
+        operation_summary="Change some of a customer's details",
+        responses={200: CustomerSerializer, 403: REDIRECT_REFUSED},
+    )
     def partial_update(self, request, pk=None):
         return self._update(request, partial=True)
 
@@ -119,7 +130,7 @@ class CustomerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     @swagger_auto_schema(
         operation_summary="Delete a customer (staff)",
         operation_description="409 `customer_has_orders` while the customer has orders.",
-        responses={204: ""},
+        responses={204: "", 409: error_response("`customer_has_orders`")},
     )
     def destroy(self, request, pk=None):
         services.customer_delete(customer=self.get_object(), by=request.user)

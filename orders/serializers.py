@@ -1,10 +1,13 @@
 import re
 from decimal import Decimal
 
+import pycountry
+from django.core.validators import RegexValidator
 from rest_framework import serializers
 
 from core.serializers import StrictInputMixin
 from orders.models import (
+    TELEGRAM_CHAT_ID_LIMIT,
     Customer,
     NotificationPreference,
     Order,
@@ -13,13 +16,28 @@ from orders.models import (
     ShippingMethod,
     code_validator,
     order_status_next,
-    validate_currency,
+    phone_validator,
 )
 
-_PHONE_PUNCTUATION = re.compile(r"[\s().-]")
+_PHONE_PUNCTUATION = re.compile(r"[ ().-]")
+# E.164 with the punctuation _PHONE_PUNCTUATION drops anywhere, or blank for none.
+_PHONE_INPUT = r"^[ ().-]*(\+[ ().-]*[1-9]([ ().-]*[0-9]){1,14}[ ().-]*)?$"
+
+
+class PhoneField(serializers.CharField):
+    """A phone number, kept in E.164: "+1 (415) 555-0123" is "+14155550123"."""
+
+    def __init__(self, **kwargs):
+        validators = [RegexValidator(_PHONE_INPUT, phone_validator.message)]
+        super().__init__(required=False, allow_blank=True, validators=validators, **kwargs)
+
+    def to_internal_value(self, data):
+        return _PHONE_PUNCTUATION.sub("", super().to_internal_value(data))
 
 
 class CustomerSerializer(StrictInputMixin, serializers.ModelSerializer):
+    phone = PhoneField(help_text="E.164, e.g. +14155550123; spaces, dots, dashes and brackets are dropped.")
+
     class Meta:
         model = Customer
         fields = [
@@ -39,19 +57,18 @@ class CustomerSerializer(StrictInputMixin, serializers.ModelSerializer):
         # Uniqueness is the service's to check (case-insensitively).
         validators = []
         extra_kwargs = {
-            "telegram_chat_id": {"help_text": "Telegram chat id: an integer, negative for groups."},
-            "phone": {"help_text": "E.164, e.g. +14155550123; spaces, dots, dashes and brackets are dropped."},
+            "telegram_chat_id": {
+                "help_text": "Telegram chat id: a non-zero integer, negative for groups.",
+                "min_value": 1 - TELEGRAM_CHAT_ID_LIMIT,
+                "max_value": TELEGRAM_CHAT_ID_LIMIT - 1,
+            },
         }
 
     def to_internal_value(self, data):
         if isinstance(data, dict):
-            data = dict(data)
-            # Before validation, so "+1 415-555-0123" is checked as "+14155550123".
-            if isinstance(data.get("phone"), str):
-                data["phone"] = _PHONE_PUNCTUATION.sub("", data["phone"])
             # A blank chat id means "none".
             if data.get("telegram_chat_id") == "":
-                data["telegram_chat_id"] = None
+                data = {**data, "telegram_chat_id": None}
         return super().to_internal_value(data)
 
 
@@ -62,19 +79,40 @@ class NotificationPreferenceSerializer(StrictInputMixin, serializers.ModelSerial
         read_only_fields = ["updated_at"]
 
 
-class CurrencyField(serializers.CharField):
+class MoneyField(serializers.DecimalField):
+    """A positive amount, sent as a string of up to 10 digits and 2 decimal places: "149.99"."""
+
+    pattern = RegexValidator(
+        r"^(?!0+(\.0+)?$)[0-9]{1,10}(\.[0-9]{1,2})?$",
+        'Send the amount as a string such as "149.99": above 0, up to 10 digits and 2 decimal places.',
+    )
+
     def __init__(self, **kwargs):
-        super().__init__(min_length=3, max_length=3, validators=[validate_currency], **kwargs)
+        super().__init__(max_digits=12, decimal_places=2, min_value=Decimal("0.01"), **kwargs)
+        self.validators.append(self.pattern)  # for the schema; the sent text is held to it below
 
     def to_internal_value(self, data):
-        return super().to_internal_value(data).upper()
+        self.pattern(data if isinstance(data, str) else None)
+        return super().to_internal_value(data)
+
+
+class CurrencyField(serializers.ChoiceField):
+    """An ISO 4217 code, in any case: "inr" is "INR"."""
+
+    def __init__(self, **kwargs):
+        codes = sorted(currency.alpha_3 for currency in pycountry.currencies)
+        messages = {"invalid_choice": '"{input}" is not an ISO 4217 currency code.'}
+        super().__init__(choices=codes, error_messages=messages, **kwargs)
+
+    def to_internal_value(self, data):
+        return super().to_internal_value(data.upper() if isinstance(data, str) else data)
 
 
 class OrderCreateSerializer(StrictInputMixin, serializers.Serializer):
     order_number = serializers.CharField(
         max_length=64, required=False, validators=[code_validator], help_text="Generated when omitted."
     )
-    total_amount = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=Decimal("0.01"))
+    total_amount = MoneyField()
     currency = CurrencyField(default="INR", help_text="ISO 4217 code.")
     shipping_address = serializers.CharField(required=False, allow_blank=True, default="")
     shipping_method = serializers.ChoiceField(choices=ShippingMethod.choices, default=ShippingMethod.STANDARD)
@@ -100,7 +138,7 @@ class OrderUpdateSerializer(StrictInputMixin, serializers.Serializer):
     notes = serializers.CharField(required=False, allow_blank=True)
     shipping_address = serializers.CharField(required=False, allow_blank=True)
     shipping_method = serializers.ChoiceField(choices=ShippingMethod.choices, required=False)
-    total_amount = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=Decimal("0.01"), required=False)
+    total_amount = MoneyField(required=False)
     currency = CurrencyField(required=False)
 
     def validate(self, attrs):
@@ -120,11 +158,12 @@ class CustomerSummarySerializer(serializers.ModelSerializer):
 
 
 class OrderEventSerializer(serializers.ModelSerializer):
-    actor = serializers.CharField(source="actor.username", default=None)
+    actor = serializers.CharField(source="actor.username", default=None, read_only=True, allow_null=True)
 
     class Meta:
         model = OrderEvent
         fields = ["id", "kind", "from_status", "to_status", "changes", "actor", "created_at"]
+        read_only_fields = fields
 
 
 class OrderSerializer(serializers.ModelSerializer):

@@ -50,12 +50,49 @@ def test_unknown_url_is_a_json_404(client):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("page", ["0", "999", "abc"])
-def test_a_page_out_of_range_is_a_404(user_client, page):
-    r = user_client.get(f"/api/v1/orders/?page={page}")
+def test_a_page_past_the_last_is_a_404(user_client):
+    r = user_client.get("/api/v1/orders/?page=999")
 
     assert r.status_code == 404
     assert r.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "query", ["page=0", "page=abc", "page=last", "page_size=0", "page_size=101", "page_size=%7B%7D", "page_size=2.5"]
+)
+def test_a_page_or_page_size_that_is_not_a_positive_integer_is_a_400(user_client, query):
+    r = user_client.get(f"/api/v1/orders/?{query}")
+
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "validation_error"
+    assert list(r.json()["error"]["fields"]) == [query.split("=")[0]]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "path", ["/api/v1/orders/?page_sise=5", "/api/v1/notifications/stats/?page=1", "/api/v1/customers/1/?name=x"]
+)
+def test_an_unknown_query_parameter_is_a_400(user_client, path):
+    r = user_client.get(path)
+
+    assert r.status_code == 400
+    assert r.json()["error"]["fields"] == {path.split("?")[1].split("=")[0]: ["Unknown query parameter."]}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("ordering", ["-nope", "status,", "", " status"])
+def test_an_ordering_by_an_unknown_field_is_a_400(user_client, ordering):
+    r = user_client.get("/api/v1/orders/", {"ordering": ordering})
+
+    assert r.status_code == 400
+    assert list(r.json()["error"]["fields"]) == ["ordering"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("query", ["customer=1.5", "customer=0", "customer=99999999999999999999"])
+def test_an_id_filter_takes_a_positive_integer(user_client, query):
+    assert user_client.get(f"/api/v1/orders/?{query}").status_code == 400
 
 
 def test_server_error_is_json():

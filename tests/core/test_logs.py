@@ -56,7 +56,7 @@ def _lines(formatter, *filters):
 def test_request_log_line_has_the_request_fields(user, user_client, caplog):
     caplog.set_level(logging.INFO, logger="hub.request")
 
-    response = user_client.get("/api/v1/notifications/?status=sent&probe=query-secret-value")
+    response = user_client.get("/api/v1/notifications/?status=sent&channel=email")
 
     assert response.status_code == 200
     (line,) = _request_lines(caplog)

@@ -1,27 +1,27 @@
 import pytest
 
 EXPECTED_RESPONSES = {
-    ("/api/v1/auth/register/", "post"): {"201", "400", "429"},
-    ("/api/v1/auth/token/", "post"): {"200", "400", "429"},
+    ("/api/v1/auth/register/", "post"): {"201", "400", "413", "429"},
+    ("/api/v1/auth/token/", "post"): {"200", "400", "413", "429"},
     ("/api/v1/auth/token/check/", "get"): {"200", "401"},
     ("/api/v1/auth/logout/", "post"): {"204", "401"},
     ("/api/v1/health/", "get"): {"200", "503"},
     ("/health/redis/", "get"): {"200", "503"},
-    ("/api/v1/customers/", "get"): {"200", "400", "401"},
-    ("/api/v1/customers/", "post"): {"201", "400", "401"},
-    ("/api/v1/customers/{id}/", "get"): {"200", "401", "404"},
-    ("/api/v1/customers/{id}/", "put"): {"200", "400", "401", "404"},
-    ("/api/v1/customers/{id}/", "patch"): {"200", "400", "401", "404"},
-    ("/api/v1/customers/{id}/", "delete"): {"204", "401", "403", "404"},
+    ("/api/v1/customers/", "get"): {"200", "400", "401", "404"},
+    ("/api/v1/customers/", "post"): {"201", "400", "401", "413"},
+    ("/api/v1/customers/{id}/", "get"): {"200", "400", "401", "404"},
+    ("/api/v1/customers/{id}/", "put"): {"200", "400", "401", "403", "404", "413"},
+    ("/api/v1/customers/{id}/", "patch"): {"200", "400", "401", "403", "404", "413"},
+    ("/api/v1/customers/{id}/", "delete"): {"204", "400", "401", "403", "404", "409"},
     ("/api/v1/customers/{id}/preferences/", "get"): {"200", "401", "404"},
-    ("/api/v1/customers/{id}/preferences/", "patch"): {"200", "400", "401", "404"},
-    ("/api/v1/orders/", "get"): {"200", "400", "401"},
-    ("/api/v1/orders/", "post"): {"201", "400", "401"},
-    ("/api/v1/orders/{id}/", "get"): {"200", "401", "404"},
-    ("/api/v1/orders/{id}/", "put"): {"200", "400", "401", "403", "404", "409"},
-    ("/api/v1/orders/{id}/", "patch"): {"200", "400", "401", "403", "404", "409"},
-    ("/api/v1/orders/{id}/", "delete"): {"204", "401", "403", "404"},
-    ("/api/v1/orders/{id}/status/", "put"): {"200", "400", "401", "403", "404", "409"},
+    ("/api/v1/customers/{id}/preferences/", "patch"): {"200", "400", "401", "404", "413"},
+    ("/api/v1/orders/", "get"): {"200", "400", "401", "404"},
+    ("/api/v1/orders/", "post"): {"201", "400", "401", "413"},
+    ("/api/v1/orders/{id}/", "get"): {"200", "400", "401", "404"},
+    ("/api/v1/orders/{id}/", "put"): {"200", "400", "401", "403", "404", "409", "413"},
+    ("/api/v1/orders/{id}/", "patch"): {"200", "400", "401", "403", "404", "409", "413"},
+    ("/api/v1/orders/{id}/", "delete"): {"204", "400", "401", "403", "404"},
+    ("/api/v1/orders/{id}/status/", "put"): {"200", "400", "401", "403", "404", "409", "413"},
 }
 
 
@@ -60,6 +60,28 @@ def test_schema_declares_the_token_scheme(schema):
         "description": "`Token <key>` from POST /api/v1/auth/token/",
     }
     assert schema["paths"]["/api/v1/auth/token/"]["post"]["security"] == []
+    # Public, with more for a staff token.
+    assert schema["paths"]["/api/v1/health/"]["get"]["security"] == [{"Token": []}, {}]
+
+
+def test_schema_states_query_parameters_with_their_types(schema):
+    parameters = {p["name"]: p for p in schema["paths"]["/api/v1/orders/"]["get"]["parameters"]}
+
+    assert parameters["status"]["type"] == "array" and parameters["status"]["collectionFormat"] == "multi"
+    assert parameters["customer"]["type"] == "integer"
+    assert parameters["created_after"]["format"] == "date-time"
+    assert (parameters["page_size"]["minimum"], parameters["page_size"]["maximum"]) == (1, 100)
+
+
+def test_schema_says_what_may_be_blank_and_what_is_refused(schema):
+    definitions = schema["definitions"]
+
+    assert "minLength" not in definitions["Order"]["properties"]["notes"]
+    assert "" in definitions["OrderEvent"]["properties"]["from_status"]["enum"]
+    assert definitions["OrderCreate"]["additionalProperties"] is False
+    assert definitions["NotificationBulk"]["properties"]["notifications"]["maxItems"] == 1000
+    stats = schema["paths"]["/api/v1/notifications/stats/"]["get"]["responses"]["200"]["schema"]
+    assert stats == {"$ref": "#/definitions/NotificationStats"}
 
 
 def test_schema_error_responses_use_the_error_shape(schema):
