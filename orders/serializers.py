@@ -96,13 +96,16 @@ class MoneyField(serializers.DecimalField):
         return super().to_internal_value(data)
 
 
+# Read once: a serializer builds its fields again for each instance.
+_CURRENCY_CODES = {code: code for code in sorted(currency.alpha_3 for currency in pycountry.currencies)}
+
+
 class CurrencyField(serializers.ChoiceField):
     """An ISO 4217 code, in any case: "inr" is "INR"."""
 
     def __init__(self, **kwargs):
-        codes = sorted(currency.alpha_3 for currency in pycountry.currencies)
         messages = {"invalid_choice": '"{input}" is not an ISO 4217 currency code.'}
-        super().__init__(choices=codes, error_messages=messages, **kwargs)
+        super().__init__(choices=_CURRENCY_CODES, error_messages=messages, **kwargs)
 
     def to_internal_value(self, data):
         return super().to_internal_value(data.upper() if isinstance(data, str) else data)
