@@ -347,10 +347,9 @@ def _claim(ids, now):
 # A batch stops sending after this long (or half the sending timeout, if less)
 # and puts back what it did not get to, well before anyone may take it over.
 BATCH_SECONDS = 60.0
-# Attempts are written every RECORD_EVERY sends or RECORD_EVERY_SECONDS,
+# Attempts are written every NOTIFY_RECORD_EVERY sends or RECORD_EVERY_SECONDS,
 # whichever comes first: a worker killed mid-batch has sent at most that many
 # unrecorded, and those are sent again (with the same Message-ID).
-RECORD_EVERY = 5
 RECORD_EVERY_SECONDS = 1.0
 
 
@@ -376,7 +375,7 @@ def notifications_deliver(*, notification_ids):
                 _release(batch[index:], claimed_at)
                 break
             attempts.append(_attempt(outbox, notification))
-            if len(attempts) >= RECORD_EVERY or time.monotonic() - recorded >= RECORD_EVERY_SECONDS:
+            if len(attempts) >= settings.NOTIFY_RECORD_EVERY or time.monotonic() - recorded >= RECORD_EVERY_SECONDS:
                 db_retry_once(_attempts_record, claimed_at, attempts)
                 recorded, attempts = time.monotonic(), []
     if attempts:

@@ -333,6 +333,12 @@ NOTIFY_RETRY_MAX_SECONDS = env.float("NOTIFY_RETRY_MAX_SECONDS", default=600.0)
 NOTIFY_BATCH_SIZE = env.int("NOTIFY_BATCH_SIZE", default=50)
 if NOTIFY_BATCH_SIZE < 1:
     raise ImproperlyConfigured("NOTIFY_BATCH_SIZE must be at least 1.")
+# A worker writes its attempts every this many sends (and at least once a
+# second): a worker killed mid-batch sends at most this many again per thread.
+# Fewer costs throughput (docs/benchmarks.md).
+NOTIFY_RECORD_EVERY = env.int("NOTIFY_RECORD_EVERY", default=5)
+if NOTIFY_RECORD_EVERY < 1:
+    raise ImproperlyConfigured("NOTIFY_RECORD_EVERY must be at least 1.")
 # A row `sending` this long is taken to belong to a dead worker and is retried.
 NOTIFY_SENDING_TIMEOUT_SECONDS = env.float("NOTIFY_SENDING_TIMEOUT_SECONDS", default=300.0)
 # The sweeper's period, and how long a due row may wait in the queue before

@@ -383,27 +383,31 @@ def test_deliver_claims_only_the_rows_that_are_due_and_waiting(user, smtp_sink):
     assert [m["to"] for m in smtp_sink.messages] == [["a@example.com"]]
 
 
-def test_deliver_writes_a_group_of_sends_in_a_fixed_number_of_queries(user, smtp_sink):
+def test_deliver_writes_a_group_of_sends_in_a_fixed_number_of_queries(user, smtp_sink, settings):
     def queries_to_deliver(count):
         ids = [_send(user, recipient=f"u{i}@example.com").pk for i in range(count)]
         with CaptureQueriesContext(connection) as queries:
             services.notifications_deliver(notification_ids=ids)
         return len(queries)
 
-    assert queries_to_deliver(1) == queries_to_deliver(services.RECORD_EVERY)
-    assert Notification.objects.filter(status=S.SENT).count() == 1 + services.RECORD_EVERY == len(smtp_sink.messages)
+    assert queries_to_deliver(1) == queries_to_deliver(settings.NOTIFY_RECORD_EVERY)
+    assert (
+        Notification.objects.filter(status=S.SENT).count()
+        == 1 + settings.NOTIFY_RECORD_EVERY
+        == len(smtp_sink.messages)
+    )
 
 
 class _Killed(BaseException):
     """What a SIGKILL does to a batch, as far as its records go: nothing after it runs."""
 
 
-def test_a_batch_killed_midway_leaves_at_most_a_group_of_sends_unrecorded(user, smtp_sink, monkeypatch):
-    ids = [_send(user, recipient=f"u{i}@example.com").pk for i in range(3 * services.RECORD_EVERY)]
+def test_a_batch_killed_midway_leaves_at_most_a_group_of_sends_unrecorded(user, smtp_sink, monkeypatch, settings):
+    ids = [_send(user, recipient=f"u{i}@example.com").pk for i in range(3 * settings.NOTIFY_RECORD_EVERY)]
     send, sends = Outbox.send, []
 
     def send_until_killed(self, notification):
-        if len(sends) == 2 * services.RECORD_EVERY + 3:
+        if len(sends) == 2 * settings.NOTIFY_RECORD_EVERY + 3:
             raise _Killed
         sends.append(notification.pk)
         return send(self, notification)
@@ -413,7 +417,7 @@ def test_a_batch_killed_midway_leaves_at_most_a_group_of_sends_unrecorded(user, 
         services.notifications_deliver(notification_ids=ids)
 
     recorded = set(Notification.objects.filter(status=S.SENT).values_list("pk", flat=True))
-    assert recorded == set(sends[: 2 * services.RECORD_EVERY])
+    assert recorded == set(sends[: 2 * settings.NOTIFY_RECORD_EVERY])
     assert len(sends) - len(recorded) == 3  # sent, not recorded: these go out again
 
 
