@@ -206,6 +206,13 @@ def _user_id(request):
     return user.pk if user is not None and user.is_authenticated else None
 
 
+def request_view_name(request):
+    """The URL name of the view that answered, as logs and metrics label it;
+    `unmatched` for a path no route takes."""
+    match = getattr(request, "resolver_match", None)
+    return match.view_name if match else "unmatched"
+
+
 class RequestLogMiddleware:
     """Gives each request an id (a sane incoming X-Request-ID, or a new one),
     returns it in the response's X-Request-ID, logs everything the request
@@ -244,12 +251,11 @@ class RequestLogMiddleware:
 
     def _finished(self, request, response, started):
         response.headers[REQUEST_ID_HEADER] = request.request_id
-        match = getattr(request, "resolver_match", None)
         path = escape_uri_path(request.path)  # control characters stay escaped in text lines
         fields = {
             "method": request.method,
             "path": path,
-            "view": match.view_name if match else None,
+            "view": request_view_name(request),
             "status": response.status_code,
             "duration_ms": round((time.perf_counter() - started) * 1000, 1),
             "user_id": _user_id(request),

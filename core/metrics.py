@@ -42,6 +42,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.logs import request_view_name
 from core.redis import redis_client, redis_optional
 from core.schema import error_response
 
@@ -156,8 +157,7 @@ def _observations(metric, values):
 
 
 def http_request_count(request, response):
-    match = request.resolver_match
-    view = match.view_name if match else "unmatched"
+    view = request_view_name(request)
     method = request.method if request.method in HTTP_METHODS else "other"
     _add({_field(HTTP_REQUESTS.name, view, method, response.status_code): 1})
 

@@ -5,18 +5,26 @@ from rest_framework import serializers
 
 class StrictInputMixin:
     """Refuse keys the serializer does not know, so a typo is an error, not a
-    no-op; and a number where text belongs, which DRF would turn into text."""
+    no-op; and a number where text belongs, which DRF would turn into text.
+    Reported together with whatever else is wrong in the body."""
 
     def to_internal_value(self, data):
-        if isinstance(data, Mapping):
-            errors = {name: ["Unknown field."] for name in sorted(set(data) - set(self.fields))}
-            for name, field in self.fields.items():
-                value = data.get(name)
-                if isinstance(field, serializers.CharField) and value is not None and not isinstance(value, str):
-                    errors[name] = ["Not a string."]
-            if errors:
-                raise serializers.ValidationError(errors)
-        return super().to_internal_value(data)
+        if not isinstance(data, Mapping):
+            return super().to_internal_value(data)
+        errors = {name: ["Unknown field."] for name in sorted(set(data) - set(self.fields))}
+        for name, field in self.fields.items():
+            value = data.get(name)
+            if isinstance(field, serializers.CharField) and value is not None and not isinstance(value, str):
+                errors[name] = ["Not a string."]
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if not errors or not isinstance(exc.detail, dict):
+                raise
+            raise serializers.ValidationError(exc.detail | errors) from None
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
 
 
 class UserSerializer(serializers.Serializer):

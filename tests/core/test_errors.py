@@ -233,3 +233,13 @@ def test_work_that_fails_twice_raises():
 
     with pytest.raises(InterfaceError):
         db_retry_once(broken)
+
+
+def test_an_unknown_field_is_reported_with_the_other_errors(user_client):
+    r = user_client.post("/api/v1/customers/", {"name": "x", "email": "bad", "foo": 1}, format="json")
+
+    assert r.status_code == 400
+    fields = r.json()["error"]["fields"]
+    assert fields["foo"] == ["Unknown field."]
+    assert "email" in fields
+    assert not Customer.objects.exists()

@@ -93,7 +93,7 @@ def test_request_log_line_for_an_anonymous_request_to_no_view(anon_client, caplo
 
     assert response.status_code == 404
     (line,) = _request_lines(caplog)
-    assert (line.status, line.view, line.user_id) == (404, None, None)
+    assert (line.status, line.view, line.user_id) == (404, "unmatched", None)
 
 
 def test_request_log_line_for_a_refused_token_has_no_user(db, anon_client, caplog):
@@ -323,3 +323,22 @@ def test_log_format_refuses_an_unknown_format():
 
     assert done.returncode != 0
     assert "LOG_FORMAT must be json or text" in done.stderr
+
+
+@pytest.mark.django_db
+def test_an_unknown_path_is_logged_and_counted_as_unmatched(client, caplog, metrics_store):
+    caplog.set_level(logging.INFO, logger="hub.request")
+
+    assert client.get("/no/such/page/").status_code == 404
+
+    (line,) = _request_lines(caplog)
+    assert line.view == "unmatched"
+    assert b'hub_http_requests_total{method="GET",status="404",view="unmatched"}' in metrics_store.exposition()
+
+
+@pytest.mark.django_db
+def test_the_favicon_is_the_dashboard_icon(client):
+    response = client.get("/favicon.ico")
+
+    assert response.status_code == 301
+    assert response["Location"].endswith("/frontend/icon.svg")

@@ -1,3 +1,6 @@
+import json
+import re
+
 import pytest
 
 EXPECTED_RESPONSES = {
@@ -88,3 +91,38 @@ def test_schema_error_responses_use_the_error_shape(schema):
     response = schema["paths"]["/api/v1/orders/{id}/status/"]["put"]["responses"]["409"]
     ref = response["schema"]["$ref"].rsplit("/", 1)[-1]
     assert set(schema["definitions"][ref]["properties"]) == {"error"}
+
+
+def _operations(schema):
+    return [
+        (method, path, operation)
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+        if method != "parameters"
+    ]
+
+
+def test_every_operation_has_one_of_six_tags_a_summary_and_a_readable_id(schema):
+    operations = _operations(schema)
+    ids = [operation["operationId"] for _, _, operation in operations]
+
+    assert len(operations) >= 30
+    for method, path, operation in operations:
+        assert len(operation["tags"]) == 1, (method, path)
+        assert operation["tags"][0] in {"auth", "customers", "orders", "notifications", "realtime", "health"}
+        assert operation.get("summary"), (method, path)
+        assert not operation["operationId"].startswith("api_v1"), (method, path)
+    assert len(set(ids)) == len(ids)
+    assert {"orders_list", "orders_create", "auth_token_check", "notifications_send"} <= set(ids)
+
+
+def test_the_docs_pages_load_nothing_from_other_hosts(client):
+    for page in ("/api/docs/", "/api/redoc/"):
+        response = client.get(page)
+
+        assert response.status_code == 200
+        policy = response["Content-Security-Policy"]
+        assert "default-src 'self'" in policy and "img-src 'self' data:" in policy
+    swagger = client.get("/api/docs/").content.decode()
+    settings_json = re.search(r'<script id="swagger-settings"[^>]*>(.*?)</script>', swagger, re.S)
+    assert json.loads(settings_json.group(1))["validatorUrl"] is None  # no badge fetched from the validator

@@ -70,6 +70,7 @@ def test_signing_in_by_keyboard_and_out_leaves_no_secret_behind(hub, browser_pag
     user = UserFactory(password=PASSWORD)
     page = browser_page()
     page.goto(f"{hub.url}/")
+    expect(page.locator("#connection")).to_be_hidden()  # no live feed to be offline before signing in
     page.focus("#signin input[name=username]")
     page.keyboard.type(user.username)
     page.keyboard.press("Tab")
@@ -87,6 +88,7 @@ def test_signing_in_by_keyboard_and_out_leaves_no_secret_behind(hub, browser_pag
     page.click("#signout")
     expect(page.locator("#signin")).to_be_visible()
     expect(page.locator("#connection")).to_have_attribute("data-state", "offline")
+    expect(page.locator("#connection")).to_be_hidden()
     wait_until(lambda: not AuthToken.objects.filter(user=user).exists(), what="the token revoked")
     assert page.evaluate("sessionStorage.length") == 0
 
@@ -100,7 +102,7 @@ def test_a_wrong_password_is_told_and_opens_nothing(hub, browser_page):
     page.click("#signin [type=submit]")
     expect(page.locator("#signin-error")).not_to_be_empty()
     expect(page.locator("#signin")).to_be_visible()
-    expect(page.locator("#connection")).to_have_attribute("data-state", "offline")
+    expect(page.locator("#connection")).to_be_hidden()
 
 
 def test_an_order_placed_through_the_api_appears_without_a_reload(hub, browser_page):
@@ -234,3 +236,22 @@ def test_the_dashboard_fits_a_phone_and_a_desktop(hub, browser_page, tmp_path):
 
 def _unsent():
     return Notification.objects.exclude(status__in=FINAL_STATUSES).exists()
+
+
+@pytest.mark.parametrize("page_path, rendered", [("/api/docs/", ".opblock-tag"), ("/api/redoc/", "[role=menu]")])
+def test_the_api_docs_render_offline_in_their_groups(hub, browser_page, page_path, rendered):
+    page = browser_page()
+    elsewhere, refused = [], []
+    page.on("request", lambda request: None if request.url.startswith(hub.url) else elsewhere.append(request.url))
+    page.on(
+        "console", lambda message: refused.append(message.text) if "Content Security Policy" in message.text else None
+    )
+
+    page.goto(f"{hub.url}{page_path}")
+
+    expect(page.locator(rendered).first).to_be_visible()
+    for tag in ("auth", "customers", "orders", "notifications", "realtime", "health"):
+        expect(page.get_by_text(tag, exact=True).first).to_be_visible()
+    # Whatever the page asks of another host, its own policy stops before it leaves.
+    external = [url for url in elsewhere if not url.startswith(("data:", "blob:"))]
+    assert all(any(url in text for text in refused) for url in external), (external, refused)

@@ -252,7 +252,7 @@ def test_notification_bulk_errors_name_each_invalid_item(user_client):
 
     assert response.status_code == 400, response.content
     assert Notification.objects.count() == 0
-    expected = {"notifications[0].title", "notifications[2].extra"}
+    expected = {"notifications[0].title", "notifications[2].priority", "notifications[2].extra"}
     assert set(response.json()["error"]["fields"]) == expected, response.json()
     error = assert_validation_error(response, *expected)
     assert error["fields"]["notifications[2].extra"] == ["Unknown field."]

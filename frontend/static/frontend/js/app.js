@@ -179,6 +179,7 @@ async function begin(token) {
   $("#whoami").textContent = check.user.username;
   $("#role").hidden = !session.isStaff;
   $("#account").hidden = false;
+  $("#connection").hidden = false; // the live feed's state: there is none before signing in
   $("#signin-view").hidden = true;
   $("#dashboard").hidden = false;
   socket.start();
@@ -201,6 +202,7 @@ function end(message = "") {
   notice("");
   $("#whoami").textContent = "";
   $("#account").hidden = true;
+  $("#connection").hidden = true;
   $("#dashboard").hidden = true;
   $("#signin-view").hidden = false;
   showError($("#signin-error"), message ? { message } : null);
