@@ -21,6 +21,8 @@ pytestmark = pytest.mark.e2e
 LIVE_TIMEOUT_MS = 15_000  # an event, or a notification the worker delivers
 RECONNECT_TIMEOUT_MS = 30_000  # the page's backoff tops out at about 10 s
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "dashboard.png"
+PHONE_SCREENSHOT = SCREENSHOT.with_name("dashboard-phone.png")
+PHONE = 390  # px, a phone's width
 
 
 @pytest.fixture
@@ -211,7 +213,7 @@ def test_a_user_sees_none_of_another_users_orders(hub, browser_page):
 
 def test_the_dashboard_fits_a_phone_and_a_desktop(hub, browser_page, tmp_path):
     staff, user = StaffFactory(password=PASSWORD), UserFactory(password=PASSWORD)
-    pages = {width: browser_page(width=width) for width in (375, 1280)}
+    pages = {width: browser_page(width=width, height=844 if width == PHONE else 800) for width in (PHONE, 1280)}
     for page in pages.values():
         _sign_in(page, hub.url, staff)
 
@@ -228,10 +230,16 @@ def test_the_dashboard_fits_a_phone_and_a_desktop(hub, browser_page, tmp_path):
         expect(page.locator("#chart svg")).to_be_visible()
         overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
         assert overflow <= 0, f"{overflow}px wider than a {width}px screen"
-        page.screenshot(path=tmp_path / f"dashboard-{width}.png", full_page=width > 375, animations="disabled")
-    # `HUB_UPDATE_SCREENSHOT=1 make test` refreshes the README's picture from this run.
+        page.screenshot(path=tmp_path / f"dashboard-{width}.png", full_page=True, animations="disabled")
+    # On the phone the live feed comes before the tables, not 3,000 px down below them.
+    phone = pages[PHONE]
+    feed_top = phone.locator("#feed-title").bounding_box()["y"]
+    assert feed_top < phone.locator("#orders-title").bounding_box()["y"]
+    assert feed_top < phone.locator("#notifications-title").bounding_box()["y"]
+    # `HUB_UPDATE_SCREENSHOT=1 make test` refreshes the README's pictures from this run.
     if os.environ.get("HUB_UPDATE_SCREENSHOT") == "1":
         shutil.copyfile(tmp_path / "dashboard-1280.png", SCREENSHOT)
+        shutil.copyfile(tmp_path / f"dashboard-{PHONE}.png", PHONE_SCREENSHOT)
 
 
 def _unsent():
