@@ -99,6 +99,7 @@ class AttemptOutcome(models.TextChoices):
     SENT = "sent"
     RETRY = "retry"
     FAILED = "failed"
+    NOT_DELIVERED = "not_delivered"  # the channel is not set up here: shown on the console
 
 
 class NotificationAttempt(models.Model):
@@ -106,7 +107,7 @@ class NotificationAttempt(models.Model):
     number = models.PositiveIntegerField()
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField()
-    outcome = models.CharField(max_length=10, choices=AttemptOutcome.choices)
+    outcome = models.CharField(max_length=16, choices=AttemptOutcome.choices)
     error = models.TextField(blank=True)
     provider_message_id = models.CharField(max_length=255, blank=True)
 

@@ -29,7 +29,7 @@ from core.db import db_retry_once
 from core.exceptions import Conflict
 from core.logs import request_id_current, secrets_redacted
 from core.redis import redis_optional
-from notify.channels import DeliveryError, Outbox, PermanentError, RecipientBlocked, TransientError
+from notify.channels import DeliveryError, NotDelivered, Outbox, PermanentError, RecipientBlocked, TransientError
 from notify.models import (
     FINAL_STATUSES,
     AttemptOutcome,
@@ -419,6 +419,8 @@ def _outcome(attempt):
     delivered = {"provider_message_id": attempt.provider_message_id} if attempt.provider_message_id else {}
     # The retry budget counts from the last staff retry; attempt numbers go on.
     tries = notification.attempts - notification.attempts_before_retry
+    if isinstance(error, NotDelivered):
+        return AttemptOutcome.NOT_DELIVERED, {"status": NotificationStatus.SKIPPED, "last_error": str(error)}, None
     if isinstance(error, PermanentError):
         changes = {"status": NotificationStatus.FAILED, "failed_at": attempt.finished, "last_error": str(error)}
         return AttemptOutcome.FAILED, changes | delivered, None

@@ -3,7 +3,7 @@ provider message id, or raises a `DeliveryError` that says whether trying again
 can help. Use one outbox per batch: it keeps the SMTP connection open between
 messages."""
 
-from notify.channels.base import DeliveryError, PermanentError, RecipientBlocked, TransientError
+from notify.channels.base import DeliveryError, NotDelivered, PermanentError, RecipientBlocked, TransientError
 from notify.channels.email import EmailSender
 from notify.channels.telegram import telegram_send
 from notify.models import Channel
@@ -25,4 +25,4 @@ class Outbox:
         self._email.close()
 
 
-__all__ = ["DeliveryError", "Outbox", "PermanentError", "RecipientBlocked", "TransientError"]
+__all__ = ["DeliveryError", "NotDelivered", "Outbox", "PermanentError", "RecipientBlocked", "TransientError"]

@@ -22,5 +22,10 @@ class PermanentError(DeliveryError):
     """Retrying cannot help: the recipient or the message is refused."""
 
 
+class NotDelivered(DeliveryError):
+    """The channel is not set up here (a developer's machine): the message was
+    shown on the console instead, and the row ends `skipped` saying so."""
+
+
 class RecipientBlocked(PermanentError):
     """The recipient has blocked us; stop writing to them."""

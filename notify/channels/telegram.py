@@ -5,7 +5,7 @@ from functools import cache
 import httpx
 from django.conf import settings
 
-from notify.channels.base import DeliveryError, PermanentError, RecipientBlocked, TransientError
+from notify.channels.base import DeliveryError, NotDelivered, PermanentError, RecipientBlocked, TransientError
 from notify.pacing import telegram_wait_turn
 
 logger = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ def telegram_send(notification):
             raise PermanentError("Telegram is not configured: set TELEGRAM_BOT_TOKEN.")
         for chunk in chunks:
             logger.info("Telegram (console, no TELEGRAM_BOT_TOKEN) to %s:\n%s", notification.recipient, chunk)
-        return "console"
+        raise NotDelivered("Not delivered: no TELEGRAM_BOT_TOKEN is set, so the message was shown on the console.")
     # The parts an earlier attempt delivered are not sent again.
     message_ids = notification.provider_message_id.split(",") if notification.provider_message_id else []
     for chunk in chunks[len(message_ids) :]:

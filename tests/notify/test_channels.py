@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from notify.channels import Outbox, PermanentError, RecipientBlocked, TransientError
+from notify.channels import NotDelivered, Outbox, PermanentError, RecipientBlocked, TransientError
 from notify.channels.telegram import MESSAGE_LIMIT, telegram_text_chunks
 from notify.models import Notification
 from notify.pacing import _LocalSlots, _RedisSlots
@@ -201,8 +201,8 @@ def test_telegram_chunks_never_cut_an_escape():
 def test_telegram_without_token_logs_in_debug_and_fails_otherwise(settings, caplog):
     settings.TELEGRAM_BOT_TOKEN = ""
     settings.DEBUG = True
-    with caplog.at_level("INFO", logger="notify.channels.telegram"):
-        assert channel_send(_telegram()) == "console"
+    with caplog.at_level("INFO", logger="notify.channels.telegram"), pytest.raises(NotDelivered, match="console"):
+        channel_send(_telegram())
     assert "Your order shipped" in caplog.text
 
     settings.DEBUG = False

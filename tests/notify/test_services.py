@@ -16,6 +16,7 @@ from notify.models import Notification, NotificationAttempt, NotificationKind, N
 from orders import services as order_services
 from realtime.models import Event
 from tests.factories import CustomerFactory, OrderFactory, StaffFactory, UserFactory
+from tests.fakes import free_port
 from tests.helpers import relayed
 
 pytestmark = pytest.mark.django_db
@@ -316,6 +317,36 @@ def test_a_split_telegram_message_sends_only_the_parts_still_missing(user, teleg
     assert len(texts) == 4 and len(set(texts)) == 3  # part 2 twice (it failed once), part 1 once
     assert texts[1] == texts[2]
     assert notification.provider_message_id == "1,3,4"
+
+
+def test_telegram_without_a_bot_token_on_a_developer_machine_ends_skipped_not_sent(user, settings):
+    settings.DEBUG, settings.TELEGRAM_BOT_TOKEN = True, ""
+    notification = _send(user, channel="telegram", recipient="42")
+
+    services.notifications_deliver(notification_ids=[notification.pk])
+
+    notification.refresh_from_db()
+    assert notification.status == S.SKIPPED
+    assert "not delivered" in notification.last_error.lower() and "console" in notification.last_error
+    assert list(notification.attempt_log.values_list("outcome", flat=True)) == ["not_delivered"]
+
+
+def test_the_documented_failure_and_retry_on_a_developer_machine(user, staff, settings):
+    """README: a bot token with a Bot API address nothing answers shows a
+    failure, then a staff retry, with no Telegram account at all."""
+    settings.TELEGRAM_BOT_TOKEN, settings.TELEGRAM_API_URL = "demo", f"http://127.0.0.1:{free_port()}"
+    settings.NOTIFY_MAX_RETRIES = 1
+    notification = _send(user, channel="telegram", recipient="42")
+
+    for _ in range(2):
+        Notification.objects.filter(pk=notification.pk).update(next_attempt_at=None)
+        services.notifications_deliver(notification_ids=[notification.pk])
+    notification.refresh_from_db()
+    assert notification.status == S.FAILED and "Telegram unreachable" in notification.last_error
+
+    services.notification_retry(notification=notification, by=staff)
+    notification.refresh_from_db()
+    assert notification.status in (S.PENDING, S.QUEUED) and notification.attempts == 2
 
 
 def test_deliver_turns_off_telegram_for_a_chat_that_blocked_the_bot(user, telegram_api):
