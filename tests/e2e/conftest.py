@@ -15,6 +15,7 @@ import dramatiq
 import httpx
 import pytest
 from django.db import connection
+from websockets.sync.client import connect
 
 from realtime.models import PendingEvent
 from tests.conftest import TELEGRAM_TEST_TOKEN, service_unavailable
@@ -54,6 +55,16 @@ def token_for(url, user):
     r = httpx.post(f"{url}/api/v1/auth/token/", json={"username": user.username, "password": PASSWORD})
     assert r.status_code == 200, r.text
     return r.json()["token"]
+
+
+def events_socket(url, token, query=""):
+    """A WebSocket to the hub's live events at `url`, opened with `token`."""
+    return connect(
+        url.replace("http://", "ws://", 1) + "/ws/events/" + query,
+        additional_headers={"Authorization": f"Token {token}"},
+        proxy=None,
+        open_timeout=10,
+    )
 
 
 def api_client(url, token):

@@ -11,11 +11,10 @@ import pytest
 from django.utils import timezone
 from knox.models import AuthToken
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import connect
 
 from notify.models import Notification, NotificationKind, NotificationStatus
 from realtime.consumers import CLOSE_CREDENTIALS_ENDED
-from tests.e2e.conftest import token_for, wait_until
+from tests.e2e.conftest import events_socket, token_for, wait_until
 from tests.factories import UserFactory
 from tests.fakes import free_port
 from tests.helpers import SEED_USER, verification_code
@@ -26,12 +25,7 @@ WITHIN_SECONDS = 1.0
 
 
 def _socket(url, token):
-    ws = connect(
-        url.replace("http://", "ws://", 1) + "/ws/events/",
-        additional_headers={"Authorization": f"Token {token}"},
-        proxy=None,
-        open_timeout=10,
-    )
+    ws = events_socket(url, token)
     ws.ping().wait(5)  # open and answering before the test goes on
     return ws
 

@@ -9,11 +9,10 @@ import time
 import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import connect
 
 from notify.models import Notification, NotificationStatus
 from realtime.models import Event
-from tests.e2e.conftest import api_client, relayed_all, token_for, wait_until
+from tests.e2e.conftest import api_client, events_socket, relayed_all, token_for, wait_until
 from tests.factories import StaffFactory, UserFactory
 from tests.helpers import SEED_ORDER
 
@@ -63,12 +62,7 @@ def test_order_creates_answer_while_redis_stalls_or_stops_and_nothing_is_lost(hu
     )
     emails = notifications.filter(channel="email")
     assert emails.count() == orders and not emails.exclude(status=NotificationStatus.SENT).exists()
-    ws = connect(
-        hub.url.replace("http://", "ws://", 1) + "/ws/events/?last_event_id=0",
-        additional_headers={"Authorization": f"Token {token}"},
-        proxy=None,
-        open_timeout=10,
-    )
+    ws = events_socket(hub.url, token, "?last_event_id=0")
     relayed_all()
     mine = list(Event.objects.filter(audience=user).order_by("id"))
     replayed = []
@@ -91,12 +85,7 @@ def _timed(call, *args, **kwargs):
 
 def _handshake(url, token):
     """The first message and the close code of a socket opened while Redis is away."""
-    ws = connect(
-        url.replace("http://", "ws://", 1) + "/ws/events/",
-        additional_headers={"Authorization": f"Token {token}"},
-        proxy=None,
-        open_timeout=10,
-    )
+    ws = events_socket(url, token)
     message = json.loads(ws.recv(timeout=10))
     with pytest.raises(ConnectionClosed):
         ws.recv(timeout=10)
