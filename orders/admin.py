@@ -72,6 +72,7 @@ class OrderAdmin(admin.ModelAdmin):
     """Orders are placed over the API; here staff edit them, and status moves follow the state machine."""
 
     list_display = ["order_number", "customer", "status", "total_amount", "currency", "tracking_number", "updated_at"]
+    list_select_related = ["customer"]
     list_filter = ["status", "shipping_method", "currency"]
     search_fields = ["order_number", "tracking_number", "customer__email", "customer__name"]
     fields = [
@@ -91,6 +92,9 @@ class OrderAdmin(admin.ModelAdmin):
     readonly_fields = ["order_number", "customer", "created_by", "created_at", "updated_at"]
     form = OrderAdminForm
     inlines = [OrderEventInline]
+
+    class Media:
+        css = {"all": ["orders/admin.css"]}  # the list's columns that a phone leaves out
 
     def has_add_permission(self, request):
         return False

@@ -263,3 +263,21 @@ def test_the_api_docs_render_offline_in_their_groups(hub, browser_page, page_pat
     # Whatever the page asks of another host, its own policy stops before it leaves.
     external = [url for url in elsewhere if not url.startswith(("data:", "blob:"))]
     assert all(any(url in text for text in refused) for url in external), (external, refused)
+
+
+def test_the_admin_order_list_fits_a_phone(hub, browser_page):
+    staff, user = StaffFactory(password=PASSWORD, is_superuser=True), UserFactory(password=PASSWORD)
+    _place_order(_customer_api(hub.url, user), "ORD-20261202-PHONE1")
+    page = browser_page(width=PHONE, height=844)
+    page.goto(f"{hub.url}/admin/login/?next=/admin/orders/order/")
+    page.fill("input[name=username]", staff.username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("input[type=submit]")
+
+    expect(page.locator("#result_list")).to_contain_text("ORD-20261202-PHONE1")
+    overflow = page.evaluate(
+        "Math.max(document.documentElement.scrollWidth - document.documentElement.clientWidth,"
+        " document.querySelector('.results').scrollWidth - document.querySelector('.results').clientWidth)"
+    )
+    assert overflow <= 0, f"the order list is {overflow}px wider than a {PHONE}px screen"
+    expect(page.locator("#result_list")).to_contain_text("Pending")  # number, status and amount stay
