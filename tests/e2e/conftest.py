@@ -194,7 +194,8 @@ def hub(transactional_db, tmp_path, request):
     `transactional_db` commits what the test writes so the processes see it,
     and empties the tables afterwards.
     """
-    processes = Processes(_hub_env({"EMAIL_URL": "consolemail://"}), tmp_path)
+    # A test may give the processes more settings: @pytest.mark.parametrize("hub", [{...}], indirect=True).
+    processes = Processes(_hub_env({"EMAIL_URL": "consolemail://", **getattr(request, "param", {})}), tmp_path)
     processes.manage("collectstatic", "--noinput")
     processes.manage("seed_demo")
     try:

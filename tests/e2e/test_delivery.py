@@ -8,10 +8,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from notify.models import FINAL_STATUSES, Notification
+from notify.models import FINAL_STATUSES, Notification, NotificationStatus
 from tests.conftest import TELEGRAM_TEST_TOKEN
 from tests.e2e.conftest import api_client, token_for, wait_until
 from tests.factories import PASSWORD, StaffFactory, UserFactory
+from tests.fakes import free_port
 from tests.helpers import SEED_ORDER
 
 pytestmark = pytest.mark.e2e
@@ -148,3 +149,40 @@ def test_a_worker_killed_mid_batch_loses_nothing(services_hub):
     assert Notification.objects.filter(status="sent").count() == 150
     delivered = {m["to"][0] for m in services_hub.sink.messages}
     assert delivered == {f"u{i}@example.com" for i in range(150)}
+
+
+# README, "On a developer's machine": a failure and a retry with no Telegram account.
+NOWHERE = {
+    "TELEGRAM_BOT_TOKEN": "demo",
+    "TELEGRAM_API_URL": f"http://127.0.0.1:{free_port()}",
+    "NOTIFY_MAX_RETRIES": "1",
+    "NOTIFY_RETRY_BASE_SECONDS": "0.2",
+}
+
+
+@pytest.mark.parametrize("hub", [NOWHERE], indirect=True)
+def test_the_readme_recipe_shows_a_failure_and_a_retry(hub):
+    user = UserFactory()
+    staff = StaffFactory()
+    message = {"title": "Hi", "message": "Hello", "recipient_type": "telegram", "recipient": "42"}
+    with api_client(hub.url, token_for(hub.url, user)) as api:
+        response = api.post("/notifications/send/", json=message)
+    assert response.status_code == 202, response.text
+    pk = response.json()["id"]
+
+    def ended_failed():
+        return Notification.objects.get(pk=pk).status == NotificationStatus.FAILED
+
+    wait_until(ended_failed, timeout=30, what="the notification to fail")
+    with api_client(hub.url, token_for(hub.url, staff)) as api:
+        assert api.post(f"/notifications/{pk}/retry/").status_code == 202
+    wait_until(lambda: Notification.objects.get(pk=pk).attempts == 4 and ended_failed(), timeout=30, what="the retry")
+
+    notification = Notification.objects.get(pk=pk)
+    assert "Telegram unreachable" in notification.last_error
+    assert list(notification.attempt_log.order_by("id").values_list("number", "outcome")) == [
+        (1, "retry"),
+        (2, "failed"),
+        (3, "retry"),
+        (4, "failed"),
+    ]
