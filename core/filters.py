@@ -91,16 +91,25 @@ class OrderingFilter(filters.OrderingFilter):
 class KnownQueryParams(filters.BaseFilterBackend):
     """Refuse query parameters the endpoint does not document. A list (a route
     without an id) takes its filters, ordering and pagination; a single
-    record takes none."""
+    record takes none. What a view's action takes is worked out once."""
+
+    _known = {}  # (view class, action) -> the names it takes
+
+    def _known_for(self, view):
+        key = (type(view), getattr(view, "action", None))
+        if key not in self._known:
+            sources = []
+            if getattr(view, "detail", True) is False:
+                sources = [backend() for backend in view.filter_backends]
+                if view.paginator is not None:
+                    sources.append(view.paginator)
+            self._known[key] = {
+                param["name"] for source in sources for param in source.get_schema_operation_parameters(view)
+            }
+        return self._known[key]
 
     def filter_queryset(self, request, queryset, view):
-        known = set()
-        if getattr(view, "detail", True) is False:
-            sources = [backend() for backend in view.filter_backends]
-            if view.paginator is not None:
-                sources.append(view.paginator)
-            known = {param["name"] for source in sources for param in source.get_schema_operation_parameters(view)}
-        unknown = sorted(set(request.query_params) - known)
+        unknown = sorted(set(request.query_params) - self._known_for(view))
         if unknown:
             raise ValidationError({name: ["Unknown query parameter."] for name in unknown})
         return queryset

@@ -93,12 +93,13 @@ class HealthApi(APIView):
     )
     def get(self, request):
         components = {"database": _component(*database_check())}
+        redis_ok = True
         if settings.REDIS_URL:
-            components["redis"] = _component(*redis_check())
-        if components.get("redis", {"ok": True})["ok"]:
-            components["worker"] = _component(*worker_check())
-        else:  # the heartbeats are in Redis: no second wait on it
-            components["worker"] = _component(False, "worker heartbeats unreadable: redis unreachable")
+            redis_ok, reason = redis_check()
+            components["redis"] = _component(redis_ok, reason)
+        # The heartbeats are in Redis: no second wait on one that is down.
+        worker = worker_check() if redis_ok else (False, "worker heartbeats unreadable: redis unreachable")
+        components["worker"] = _component(*worker)
         healthy = all(c["ok"] for c in components.values())
         body = {
             "status": "ok" if healthy else "unhealthy",

@@ -133,8 +133,7 @@ class EventConsumer(AsyncWebsocketConsumer):
         # No layer, no word of a logout to close this socket on: refused while it is down.
         group = credentials_group(self.user.pk)
         try:
-            async with _layer_slot(), asyncio.timeout(LAYER_TIMEOUT_SECONDS):
-                await self.channel_layer.group_add(group, self.channel_name)
+            await self._layer(self.channel_layer.group_add, group)
         except LAYER_ERRORS as exc:
             await self._unavailable("the channel layer", exc)
             return
@@ -168,8 +167,12 @@ class EventConsumer(AsyncWebsocketConsumer):
             socket_remove(self)
             # Left behind while the layer is down, the membership expires by itself.
             with contextlib.suppress(*LAYER_ERRORS):
-                async with _layer_slot(), asyncio.timeout(LAYER_TIMEOUT_SECONDS):
-                    await self.channel_layer.group_discard(self.group, self.channel_name)
+                await self._layer(self.channel_layer.group_discard, self.group)
+
+    async def _layer(self, join_or_leave, group):
+        """This socket joins or leaves `group`, within LAYER_TIMEOUT_SECONDS."""
+        async with _layer_slot(), asyncio.timeout(LAYER_TIMEOUT_SECONDS):
+            await join_or_leave(group, self.channel_name)
 
     async def _unavailable(self, what, exc):
         """Refuse the handshake cleanly: accept, say why, close with 4503 (try again later)."""
@@ -188,8 +191,7 @@ class EventConsumer(AsyncWebsocketConsumer):
                 # Group membership expires in the layer (after a day); renew it
                 # well before, and at the next beat if the layer is down now.
                 with contextlib.suppress(*LAYER_ERRORS):
-                    async with _layer_slot(), asyncio.timeout(LAYER_TIMEOUT_SECONDS):
-                        await self.channel_layer.group_add(self.group, self.channel_name)
+                    await self._layer(self.channel_layer.group_add, self.group)
                     self.joined = time.monotonic()
             await asyncio.sleep(interval)
 
