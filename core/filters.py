@@ -36,6 +36,8 @@ def _filter_schema(name, filter_):
             description = description or "Repeat for several."
         else:
             schema = choices
+    elif issubclass(field_class, forms.NullBooleanField):
+        schema = {"type": "boolean"}
     elif issubclass(field_class, forms.IntegerField):
         schema = {"type": "integer", "minimum": filter_.extra["min_value"], "maximum": filter_.extra["max_value"]}
     elif issubclass(field_class, forms.DecimalField):

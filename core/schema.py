@@ -60,6 +60,7 @@ class TrueFieldInspector(FieldInspector):
 
 # The API's groups, by the first part of the path after /api/v1/.
 TAGS = {"auth": "auth", "customers": "customers", "orders": "orders", "notifications": "notifications"}
+TAGS |= {"inbox": "inbox"}
 TAGS |= {"realtime": "realtime", "health": "health", "metrics": "health"}
 
 

@@ -6,13 +6,19 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
+from core.filters import FilterBackend, KnownQueryParams
+from core.pagination import NewestFirstCursorPagination
 from core.permissions import IsStaff
 from core.schema import error_response
 from core.throttles import ScopedThrottle
-from notify import selectors, services
-from notify.filters import NotificationFilter
-from notify.models import Notification
+from notify import inbox, selectors, services
+from notify.filters import InboxFilter, NotificationFilter
+from notify.models import InboxMessage, Notification
 from notify.serializers import (
+    InboxCountsSerializer,
+    InboxMarkAllResultSerializer,
+    InboxMarkAllSerializer,
+    InboxMessageSerializer,
     NotificationBulkResultSerializer,
     NotificationBulkSerializer,
     NotificationDetailSerializer,
@@ -127,3 +133,86 @@ class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
     def retry(self, request, pk=None):
         notification = services.notification_retry(notification=self.get_object(), by=request.user)
         return Response(NotificationSerializer(notification).data, status=status.HTTP_202_ACCEPTED)
+
+
+def _message_change_schema(summary):
+    return swagger_auto_schema(operation_summary=summary, request_body=None, responses={200: InboxMessageSerializer})
+
+
+def _mark_all_schema(summary):
+    return swagger_auto_schema(
+        operation_summary=summary,
+        operation_description="Archived messages aside. `up_to`: only messages up to this id, the newest the "
+        "reader had in front of them, so one that arrived meanwhile stays as it was.",
+        request_body=InboxMarkAllSerializer,
+        responses={200: InboxMarkAllResultSerializer},
+    )
+
+
+class InboxViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Your inbox: the in-app messages sent to your account, newest first. No
+    one sees another's, staff included. Every change here is an `inbox.*` event
+    on your sockets, so your other tabs and devices follow at once."""
+
+    serializer_class = InboxMessageSerializer
+    filterset_class = InboxFilter
+    filter_backends = [KnownQueryParams, FilterBackend]  # newest first, no other order
+    pagination_class = NewestFirstCursorPagination
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation
+            return InboxMessage.objects.none()
+        messages = selectors.inbox_message_list(user=self.request.user)
+        if self.action == "list" and not self.request.query_params.get("archived"):
+            messages = messages.filter(archived_at__isnull=True)  # the inbox, not the archive
+        return messages
+
+    @swagger_auto_schema(
+        operation_summary="Your inbox's unseen and unread counts",
+        operation_description="Archived messages aside. Unseen: not yet shown (see `POST /inbox/seen/`); "
+        "unread: not yet read.",
+        responses={200: InboxCountsSerializer},
+    )
+    @action(detail=False, methods=["get"], filter_backends=[KnownQueryParams], pagination_class=None)
+    def counts(self, request):
+        return Response(selectors.inbox_counts(user=request.user))
+
+    def _change(self, change):
+        message = inbox.inbox_message_change(message=self.get_object(), change=change)
+        return Response(InboxMessageSerializer(message).data)
+
+    @_message_change_schema("Mark a message read (and seen)")
+    @action(detail=True, methods=["post"], filter_backends=[])
+    def read(self, request, pk=None):
+        return self._change("read")
+
+    @_message_change_schema("Mark a message unread")
+    @action(detail=True, methods=["post"], filter_backends=[])
+    def unread(self, request, pk=None):
+        return self._change("unread")
+
+    @_message_change_schema("Archive a message: it leaves the inbox and its counts")
+    @action(detail=True, methods=["post"], filter_backends=[])
+    def archive(self, request, pk=None):
+        return self._change("archive")
+
+    @_message_change_schema("Bring a message back from the archive")
+    @action(detail=True, methods=["post"], filter_backends=[])
+    def unarchive(self, request, pk=None):
+        return self._change("unarchive")
+
+    def _mark_all(self, request, state):
+        serializer = InboxMarkAllSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        updated, counts = inbox.inbox_mark_all(user=request.user, state=state, **serializer.validated_data)
+        return Response({"updated": updated, **counts})
+
+    @_mark_all_schema("Mark the inbox seen: the reader has had it in front of them")
+    @action(detail=False, methods=["post"], filter_backends=[], pagination_class=None)
+    def seen(self, request):
+        return self._mark_all(request, "seen")
+
+    @_mark_all_schema("Mark the whole inbox read")
+    @action(detail=False, methods=["post"], url_path="read-all", filter_backends=[], pagination_class=None)
+    def read_all(self, request):
+        return self._mark_all(request, "read")

@@ -2,7 +2,7 @@ import django_filters
 
 from core.filters import IdFilter
 from core.input import IsoDateTimeFilter
-from notify.models import Channel, Notification, NotificationStatus, Priority
+from notify.models import Channel, InboxMessage, Notification, NotificationStatus, Priority
 
 
 class NotificationFilter(django_filters.FilterSet):
@@ -17,3 +17,19 @@ class NotificationFilter(django_filters.FilterSet):
     class Meta:
         model = Notification
         fields = ["status", "channel", "priority", "order", "customer", "created_after", "created_before"]
+
+
+class InboxFilter(django_filters.FilterSet):
+    unread = django_filters.BooleanFilter(
+        field_name="read_at", lookup_expr="isnull", help_text="true: unread messages only; false: read ones only."
+    )
+    archived = django_filters.BooleanFilter(
+        field_name="archived_at",
+        lookup_expr="isnull",
+        exclude=True,
+        help_text="true: the archive; false, the default: the inbox, archived messages aside.",
+    )
+
+    class Meta:
+        model = InboxMessage
+        fields = ["unread", "archived"]

@@ -5,6 +5,7 @@ from django.db import models
 class Channel(models.TextChoices):
     EMAIL = "email"
     TELEGRAM = "telegram"
+    IN_APP = "in_app"  # the recipient is an account: the message goes to its inbox in the hub
 
 
 class Priority(models.TextChoices):
@@ -35,6 +36,8 @@ class NotificationKind(models.TextChoices):
     ORDER_STATUS_CHANGED = "order_status_changed"
     # The code a registration mails to prove the address; only staff see the row.
     EMAIL_VERIFICATION = "email_verification"
+    # To the sender's inbox, when one of their notifications ended failed.
+    DELIVERY_FAILED = "delivery_failed"
 
 
 class Notification(models.Model):
@@ -132,3 +135,62 @@ class IdempotencyKey(models.Model):
 
     def __str__(self):
         return f"{self.user_id}:{self.key}"
+
+
+class InboxMessage(models.Model):
+    """An `in_app` notification as it reached its recipient's inbox: a copy of
+    what was sent, and where the reader is with it. Unseen until the inbox is
+    opened (`seen_at`), unread until read (`read_at`); archived ones leave the
+    counts. Written by notify.inbox only, which keeps the user's Inbox counts."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="inbox_messages")
+    # One message per notification, however often its delivery runs.
+    notification = models.OneToOneField(
+        Notification, null=True, blank=True, on_delete=models.SET_NULL, related_name="inbox_message"
+    )
+    kind = models.CharField(max_length=30, choices=NotificationKind.choices)
+    title = models.CharField(max_length=200)
+    message = models.TextField()
+    order = models.ForeignKey("orders.Order", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    seen_at = models.DateTimeField(null=True, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        # Each list and count reads one user's slice of one of these, newest
+        # first: a page or a count costs what it returns, not the table's size.
+        indexes = [
+            models.Index(fields=["user", "-id"], name="notify_inbox_all"),
+            models.Index(
+                fields=["user", "-id"], name="notify_inbox_kept", condition=models.Q(archived_at__isnull=True)
+            ),
+            models.Index(
+                fields=["user", "-id"],
+                name="notify_inbox_unread",
+                condition=models.Q(read_at__isnull=True, archived_at__isnull=True),
+            ),
+        ]
+
+    def __str__(self):
+        return f"to {self.user_id}: {self.title}"
+
+
+class Inbox(models.Model):
+    """A user's inbox counts, kept by every write to their messages. Its row is
+    also the lock those writes take, so they run one at a time per user and
+    every count they publish is the one they leave."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE)
+    unseen = models.PositiveIntegerField(default=0)  # not archived, not yet seen
+    unread = models.PositiveIntegerField(default=0)  # not archived, not yet read
+
+    class Meta:
+        verbose_name_plural = "inboxes"
+
+    def __str__(self):
+        return f"inbox of {self.user_id}: {self.unread} unread"
+
+    def counts(self):
+        return {"unseen": self.unseen, "unread": self.unread}

@@ -5,7 +5,7 @@ from django.db.models import Count, Q
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
-from notify.models import Channel, Notification, NotificationStatus, Priority
+from notify.models import Channel, Inbox, InboxMessage, Notification, NotificationStatus, Priority
 from orders.models import Customer, Order
 from orders.selectors import customer_list, customer_viewer_ids, order_list, order_viewer_ids
 
@@ -18,6 +18,17 @@ def notification_list(*, user):
     return notifications.filter(
         Q(sender=user) | Q(order__in=order_list(user=user)) | Q(customer__in=customer_list(user=user))
     )
+
+
+def inbox_message_list(*, user):
+    """The user's own inbox: no one sees another's, staff included."""
+    return InboxMessage.objects.filter(user=user)
+
+
+def inbox_counts(*, user):
+    """{"unseen": n, "unread": n} of the user's inbox, archived messages aside."""
+    inbox = Inbox.objects.filter(user=user).first()
+    return inbox.counts() if inbox is not None else Inbox(user=user).counts()
 
 
 def _related(rows, field, model, **lookup):

@@ -1,11 +1,12 @@
 import re
 
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from rest_framework import serializers
 
 from core.serializers import StrictInputMixin
-from notify.models import Channel, Notification, NotificationAttempt, NotificationStatus, Priority
+from notify.models import Channel, Inbox, InboxMessage, Notification, NotificationAttempt, NotificationStatus, Priority
 from orders.models import validate_telegram_chat_id
 
 BULK_LIMIT = 1000
@@ -28,12 +29,26 @@ def _telegram_chat_id(text):
     return chat_id
 
 
+def _accounts_missing(usernames):
+    """Those of `usernames` that name no active account."""
+    User = get_user_model()
+    found = User.objects.filter(is_active=True, **{f"{User.USERNAME_FIELD}__in": usernames})
+    return set(usernames) - set(found.values_list(User.USERNAME_FIELD, flat=True))
+
+
+NO_ACCOUNT = "No active account has this username."
+
+
 class NotificationSendSerializer(StrictInputMixin, serializers.Serializer):
     title = serializers.CharField(max_length=200, validators=[_one_line])
     message = serializers.CharField(max_length=20_000)
-    recipient_type = serializers.ChoiceField(choices=Channel.choices, help_text="The channel: email or telegram.")
+    recipient_type = serializers.ChoiceField(
+        choices=Channel.choices, help_text="The channel: email, telegram, or in_app (the hub's own inbox)."
+    )
     recipient = serializers.CharField(
-        max_length=254, help_text="An email address, or a Telegram chat id (an integer, negative for groups)."
+        max_length=254,
+        help_text="An email address, a Telegram chat id (an integer, negative for groups), "
+        "or for in_app the username of an active account.",
     )
     priority = serializers.ChoiceField(choices=Priority.choices, default=Priority.NORMAL)
 
@@ -42,10 +57,13 @@ class NotificationSendSerializer(StrictInputMixin, serializers.Serializer):
         try:
             if attrs["recipient_type"] == Channel.EMAIL:
                 validate_email(recipient)
-            else:
+            elif attrs["recipient_type"] == Channel.TELEGRAM:
                 recipient = str(_telegram_chat_id(recipient))
         except DjangoValidationError as exc:
             raise serializers.ValidationError({"recipient": exc.messages}) from None
+        # A bulk send asks for all its accounts at once (NotificationBulkSerializer).
+        if attrs["recipient_type"] == Channel.IN_APP and self.parent is None and _accounts_missing([recipient]):
+            raise serializers.ValidationError({"recipient": [NO_ACCOUNT]})
         return {
             "channel": attrs["recipient_type"],
             "recipient": recipient,
@@ -57,6 +75,19 @@ class NotificationSendSerializer(StrictInputMixin, serializers.Serializer):
 
 class NotificationBulkSerializer(StrictInputMixin, serializers.Serializer):
     notifications = NotificationSendSerializer(many=True, allow_empty=False, max_length=BULK_LIMIT)
+
+    def validate(self, attrs):
+        items = attrs["notifications"]
+        usernames = [item["recipient"] for item in items if item["channel"] == Channel.IN_APP]
+        missing = _accounts_missing(usernames) if usernames else set()
+        errors = {
+            index: {"recipient": [NO_ACCOUNT]}
+            for index, item in enumerate(items)
+            if item["channel"] == Channel.IN_APP and item["recipient"] in missing
+        }
+        if errors:
+            raise serializers.ValidationError({"notifications": errors})
+        return attrs
 
 
 class NotificationAttemptSerializer(serializers.ModelSerializer):
@@ -138,3 +169,45 @@ class NotificationStatsSerializer(serializers.Serializer):
     last_hour = _per_choice(
         "SentInMinute", Channel, minute=serializers.DateTimeField(help_text="UTC start of the minute.")
     )(many=True)
+
+
+class InboxMessageSerializer(serializers.ModelSerializer):
+    """A message in its reader's inbox, as the API and the `inbox.*` events show it."""
+
+    class Meta:
+        model = InboxMessage
+        fields = [
+            "id",
+            "kind",
+            "title",
+            "message",
+            "order",
+            "notification",
+            "created_at",
+            "seen_at",
+            "read_at",
+            "archived_at",
+        ]
+        read_only_fields = fields
+
+
+class InboxCountsSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Inbox
+        fields = ["unseen", "unread"]
+        read_only_fields = fields
+
+
+class InboxMarkAllSerializer(StrictInputMixin, serializers.Serializer):
+    up_to = serializers.IntegerField(
+        min_value=1,
+        max_value=2**63 - 1,
+        required=False,
+        help_text="Only messages up to this id: the newest the reader had in front of them. All if left out.",
+    )
+
+
+class InboxMarkAllResultSerializer(serializers.Serializer):
+    updated = serializers.IntegerField(min_value=0, help_text="How many messages this changed.")
+    unseen = serializers.IntegerField(min_value=0)
+    unread = serializers.IntegerField(min_value=0)

@@ -19,6 +19,7 @@ from functools import partial
 from typing import NamedTuple
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.template.loader import render_to_string
@@ -211,7 +212,18 @@ def _skip_reason(customer, preferences, channel):
         return "the customer turned off Telegram"
     if channel == Channel.TELEGRAM and customer.telegram_chat_id is None:
         return "no Telegram chat id on file"
+    if channel == Channel.IN_APP and not preferences.in_app_enabled:
+        return "the customer turned off in-app messages"
     return ""
+
+
+def _customer_account(customer, actor):
+    """The active account linked to `customer`, or None; the actor's own
+    (an account placing its own order) without a query."""
+    if customer.owner_id is None:
+        return None
+    owner = actor if actor is not None and actor.pk == customer.owner_id else customer.owner
+    return owner if owner.is_active else None
 
 
 def _order_event_rows(order_event):
@@ -230,17 +242,18 @@ def _order_event_rows(order_event):
     }
     preferences = preferences_get(customer=customer)
     chat_id = "" if customer.telegram_chat_id is None else str(customer.telegram_chat_id)
+    short = render_to_string(f"notify/{kind}/short.txt", context).strip()
     contents = {
         Channel.EMAIL: {
             "recipient": customer.email,
             "message": render_to_string(f"notify/{kind}/body.txt", context).strip(),
             "html_message": render_to_string(f"notify/{kind}/body.html", {"title": title, **context}),
         },
-        Channel.TELEGRAM: {
-            "recipient": chat_id,
-            "message": render_to_string(f"notify/{kind}/telegram.txt", context).strip(),
-        },
+        Channel.TELEGRAM: {"recipient": chat_id, "message": short},
     }
+    account = _customer_account(customer, order_event.actor)
+    if account is not None:  # the hub's own inbox, for a customer with an account
+        contents[Channel.IN_APP] = {"recipient": account.get_username(), "message": short}
     for channel, content in contents.items():
         reason = _skip_reason(customer, preferences, channel)
         skipped = {"status": NotificationStatus.SKIPPED, "last_error": reason} if reason else {}
@@ -526,10 +539,36 @@ def _attempts_record(claimed_at, attempts):
     # Only rows this worker moved on: a status it did not save must not be announced.
     changed = [a.notification for a in attempts if a.notification.pk in moved]
     _notifications_announce(changed, old_status=NotificationStatus.SENDING)
+    _failures_alert([n for n in changed if n.status == NotificationStatus.FAILED])
     metrics.notifications_count_on_commit(
         finished=[n for n in changed if n.status in FINAL_STATUSES],
         retried=[n for n in changed if n.status == NotificationStatus.PENDING],
     )
+
+
+def _failures_alert(failed):
+    """Tell the sender of each notification in `failed`, in their inbox; a
+    failed alert alerts no one."""
+    failed = [n for n in failed if n.sender_id is not None and n.kind != NotificationKind.DELIVERY_FAILED]
+    senders = get_user_model().objects.filter(is_active=True).in_bulk({n.sender_id for n in failed}) if failed else {}
+    items = []
+    for notification in failed:
+        sender = senders.get(notification.sender_id)
+        if sender is None:
+            continue
+        context = {"notification": notification}
+        template = f"notify/{NotificationKind.DELIVERY_FAILED}"
+        items.append(
+            {
+                "kind": NotificationKind.DELIVERY_FAILED,
+                "channel": Channel.IN_APP,
+                "recipient": sender.get_username(),
+                "title": " ".join(render_to_string(f"{template}/subject.txt", context).split()),
+                "message": render_to_string(f"{template}/body.txt", context).strip(),
+            }
+        )
+    if items:
+        _notifications_create(sender=None, items=items)
 
 
 def _telegram_turn_off(notification):

@@ -71,6 +71,8 @@ class NotificationPreference(models.Model):
     customer = models.OneToOneField(Customer, on_delete=models.CASCADE, related_name="preferences")
     email_enabled = models.BooleanField(default=True)
     telegram_enabled = models.BooleanField(default=True)
+    # Messages in the hub's inbox of the account linked to the customer.
+    in_app_enabled = models.BooleanField(default=True)
     order_updates = models.BooleanField(default=True)
     promotional = models.BooleanField(default=False)
     updated_at = models.DateTimeField(auto_now=True)

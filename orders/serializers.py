@@ -75,7 +75,7 @@ class CustomerSerializer(StrictInputMixin, serializers.ModelSerializer):
 class NotificationPreferenceSerializer(StrictInputMixin, serializers.ModelSerializer):
     class Meta:
         model = NotificationPreference
-        fields = ["email_enabled", "telegram_enabled", "order_updates", "promotional", "updated_at"]
+        fields = ["email_enabled", "telegram_enabled", "in_app_enabled", "order_updates", "promotional", "updated_at"]
         read_only_fields = ["updated_at"]
 
 

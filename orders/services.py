@@ -25,7 +25,7 @@ CUSTOMER_FIELDS = {"name", "email", "phone", "telegram_chat_id", "address", "cit
 # Where a customer's notifications go: only its verified owner or staff
 # change these once it has an owner.
 CUSTOMER_DESTINATION_FIELDS = {"email", "telegram_chat_id"}
-PREFERENCE_FIELDS = {"email_enabled", "telegram_enabled", "order_updates", "promotional"}
+PREFERENCE_FIELDS = {"email_enabled", "telegram_enabled", "in_app_enabled", "order_updates", "promotional"}
 ORDER_UPDATE_FIELDS = {"tracking_number", "notes", "shipping_address", "shipping_method", "total_amount", "currency"}
 
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O or 1/I to misread

@@ -1,6 +1,7 @@
 """One builder per event type. Each returns what happened (`type`, `data`)
 and who besides staff may see it (`audience`, user ids), which the caller
-knows: this app knows no domain rules.
+knows: this app knows no domain rules. A `private` event (a user's inbox)
+goes to its audience alone, staff included only if they are in it.
 
 The envelope on the wire is {"id", "type", "ts", "data"}; docs/realtime.md
 shows every type.
@@ -13,6 +14,7 @@ class EventSpec(NamedTuple):
     type: str
     data: dict
     audience: frozenset  # ids of the users, staff aside, who may see it
+    private: bool = False  # only the audience sees it: staff as such do not
 
 
 ORDER_CREATED = "order.created"
@@ -22,6 +24,9 @@ ORDER_DELETED = "order.deleted"
 CUSTOMER_UPDATED = "customer.updated"
 NOTIFICATION_CREATED = "notification.created"
 NOTIFICATION_STATUS_CHANGED = "notification.status_changed"
+INBOX_MESSAGE_CREATED = "inbox.message_created"
+INBOX_MESSAGE_CHANGED = "inbox.message_changed"
+INBOX_COUNTS_CHANGED = "inbox.counts_changed"
 EVENT_TYPES = [
     ORDER_CREATED,
     ORDER_UPDATED,
@@ -30,6 +35,9 @@ EVENT_TYPES = [
     CUSTOMER_UPDATED,
     NOTIFICATION_CREATED,
     NOTIFICATION_STATUS_CHANGED,
+    INBOX_MESSAGE_CREATED,
+    INBOX_MESSAGE_CHANGED,
+    INBOX_COUNTS_CHANGED,
 ]
 
 
@@ -105,3 +113,22 @@ def notification_created(notification, *, audience):
 def notification_status_changed(notification, old_status, *, audience):
     data = {**_notification(notification), "old_status": old_status}
     return EventSpec(NOTIFICATION_STATUS_CHANGED, data, frozenset(audience))
+
+
+# An inbox's events go to its owner's sockets only. `message`: the message
+# as the REST API shows it (the caller serialises it).
+
+
+def inbox_message_created(message, *, owner_id):
+    return EventSpec(INBOX_MESSAGE_CREATED, message, frozenset({owner_id}), private=True)
+
+
+def inbox_message_changed(message, *, owner_id):
+    return EventSpec(INBOX_MESSAGE_CHANGED, message, frozenset({owner_id}), private=True)
+
+
+def inbox_counts_changed(counts, *, owner_id, marked_all=None):
+    """`counts`: {"unseen": n, "unread": n}, after the change. `marked_all`:
+    for a change to many messages at once, {"state": "seen" or "read",
+    "up_to": the highest id it covered or None for all, "at": ISO time}."""
+    return EventSpec(INBOX_COUNTS_CHANGED, {**counts, "marked_all": marked_all}, frozenset({owner_id}), private=True)

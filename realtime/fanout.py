@@ -7,7 +7,7 @@ web process receives once on one subscription; in embedded mode straight to
 this process's event loop. Either way `_dispatch` runs on the loop the
 sockets live on, one batch after another, and gives each event to the
 sockets allowed to see it: every staff socket, and the sockets of the users
-in its audience. The frame's text was made once, by the relay.
+in its audience (a private event, a user's inbox, its audience alone). The frame's text was made once, by the relay.
 
 The log's ids have no holes, and the relay sends them in order, so a batch
 that does not start right after the last one this process got means
@@ -44,6 +44,7 @@ class LiveEvent(NamedTuple):
     order_id: int | None
     audience: list  # user ids besides staff
     text: str  # the envelope, as sent
+    private: bool = False  # for the audience alone, staff or not
 
 
 def events_publish(events):
@@ -65,7 +66,7 @@ class _Sockets:
 
     def __init__(self):
         self.staff = set()
-        self.users = defaultdict(set)
+        self.users = defaultdict(set)  # every socket, staff too, by its user's id
         self.last_id = None
         self.lost = False  # messages may have been lost since last_id
         self.queue = asyncio.Queue()
@@ -112,13 +113,15 @@ class _Sockets:
             if lost:
                 logger.warning("Live events before %d did not come; sockets read them from the log", event.id)
             self.last_id, self.lost = event.id, False
-            audience = [socket for user_id in event.audience for socket in self.users.get(user_id, ())]
-            for socket in [*self.staff, *audience]:
+            # A dict keeps the order and each socket once (staff may be in the audience too).
+            allowed = dict.fromkeys(() if event.private else self.staff)
+            allowed.update(dict.fromkeys(s for user_id in event.audience for s in self.users.get(user_id, ())))
+            for socket in allowed:
                 await socket.live(event, visible=True, check_log=lost)
             if lost:  # every socket may have missed something, not only this event's audience
-                for user_id, sockets in list(self.users.items()):
-                    if user_id not in event.audience:
-                        for socket in list(sockets):
+                for sockets in list(self.users.values()):
+                    for socket in list(sockets):
+                        if socket not in allowed:
                             await socket.live(event, visible=False, check_log=True)
 
 
@@ -149,8 +152,7 @@ async def socket_add(socket):
             logger.warning("Live events subscription not started; the socket reads the log once it is")
     if socket.user.is_staff:
         sockets.staff.add(socket)
-    else:
-        sockets.users[socket.user.pk].add(socket)
+    sockets.users[socket.user.pk].add(socket)
 
 
 def socket_remove(socket):

@@ -24,6 +24,7 @@ class PendingEvent(models.Model):
     type = models.CharField(max_length=40)
     data = models.JSONField()
     audience = models.JSONField(default=list)  # user ids, as Event.audience
+    private = models.BooleanField(default=False)  # as Event.private
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self):
@@ -40,6 +41,8 @@ class Event(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     # Who may see it besides staff, decided when it happened (the REST rules).
     audience = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="+", blank=True)
+    # Only the audience sees it, staff included only if named (a user's inbox).
+    private = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["id"]

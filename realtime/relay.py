@@ -97,7 +97,10 @@ def relay_round():
             return 0
         first = events_position() + 1
         events = Event.objects.bulk_create(
-            [Event(id=first + i, type=row.type, data=row.data, created_at=row.created_at) for i, row in enumerate(rows)]
+            [
+                Event(id=first + i, type=row.type, data=row.data, private=row.private, created_at=row.created_at)
+                for i, row in enumerate(rows)
+            ]
         )
         # A user deleted since the event was written is in its audience no more.
         named = {uid for row in rows for uid in row.audience}
@@ -116,7 +119,9 @@ def relay_round():
     # Committed: the log has them. The text is made once, for every socket.
     events_publish(
         [
-            LiveEvent(event.pk, event.type, event.data.get("order_id"), audience, json.dumps(event.envelope()))
+            LiveEvent(
+                event.pk, event.type, event.data.get("order_id"), audience, json.dumps(event.envelope()), event.private
+            )
             for event, audience in zip(events, audiences, strict=True)
         ]
     )

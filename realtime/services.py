@@ -27,7 +27,10 @@ def events_record(specs):
     the current transaction; once it commits, the relay gives them their place
     in the log and sends them to everyone who may see them."""
     pending = PendingEvent.objects.bulk_create(
-        [PendingEvent(type=spec.type, data=spec.data, audience=sorted(spec.audience)) for spec in specs]
+        [
+            PendingEvent(type=spec.type, data=spec.data, audience=sorted(spec.audience), private=spec.private)
+            for spec in specs
+        ]
     )
     if pending:
         # The relay polls too: a wake-up lost with a dropped connection only delays.

@@ -5,6 +5,7 @@ messages."""
 
 from notify.channels.base import DeliveryError, NotDelivered, PermanentError, RecipientBlocked, TransientError
 from notify.channels.email import EmailSender
+from notify.channels.inbox import inbox_send
 from notify.channels.telegram import telegram_send
 from notify.models import Channel
 
@@ -16,6 +17,8 @@ class Outbox:
     def send(self, notification):
         if notification.channel == Channel.EMAIL:
             return self._email.send(notification)
+        if notification.channel == Channel.IN_APP:
+            return inbox_send(notification)
         return telegram_send(notification)
 
     def __enter__(self):
