@@ -102,14 +102,14 @@ def _operations(schema):
     ]
 
 
-def test_every_operation_has_one_of_six_tags_a_summary_and_a_readable_id(schema):
+def test_every_operation_has_one_of_seven_tags_a_summary_and_a_readable_id(schema):
     operations = _operations(schema)
     ids = [operation["operationId"] for _, _, operation in operations]
 
     assert len(operations) >= 30
     for method, path, operation in operations:
         assert len(operation["tags"]) == 1, (method, path)
-        assert operation["tags"][0] in {"auth", "customers", "orders", "notifications", "realtime", "health"}
+        assert operation["tags"][0] in {"auth", "customers", "orders", "notifications", "inbox", "realtime", "health"}
         assert operation.get("summary"), (method, path)
         assert not operation["operationId"].startswith("api_v1"), (method, path)
     assert len(set(ids)) == len(ids)

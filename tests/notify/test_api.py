@@ -493,7 +493,7 @@ def test_notification_list_invalid_filter_refused(user_client, name, value):
 def test_notification_list_shows_notifications_of_my_order(user, user_client, other_client, staff_client):
     order = OrderFactory(created_by=user)
     ids = set(order.notifications.values_list("pk", flat=True))
-    assert len(ids) == 2  # one per channel
+    assert len(ids) == 3  # one per channel: email, Telegram, the placer's inbox
     unrelated = _notification(sender=UserFactory())
 
     assert set(_ids(user_client.get(LIST_URL))) == ids
@@ -513,7 +513,7 @@ def test_notification_list_hides_the_orders_of_someone_whose_email_i_used(user, 
     order = OrderFactory(created_by=placer)
     assert order.customer != squatted
     by_order = set(order.notifications.values_list("pk", flat=True))
-    assert len(by_order) == 2
+    assert len(by_order) == 3
     assert all(n.sender == placer for n in order.notifications.all())
 
     assert set(_ids(client_for(placer).get(LIST_URL))) == by_order
@@ -609,7 +609,7 @@ def _empty_stats():
     return {
         "total": 0,
         "by_status": dict.fromkeys(STATUSES, 0),
-        "by_channel": {"email": 0, "telegram": 0},
+        "by_channel": {"email": 0, "telegram": 0, "in_app": 0},
         "by_priority": {"low": 0, "normal": 0, "high": 0, "urgent": 0},
         "success_rate": None,
         "latency_seconds": {"median": None, "p95": None},
@@ -656,7 +656,7 @@ def test_notification_stats_counts_a_known_mix(staff_client):
     overall, last_24h = body["overall"], body["last_24h"]
     assert overall["total"] == 11
     assert overall["by_status"] == {"pending": 1, "queued": 1, "sending": 1, "sent": 5, "failed": 2, "skipped": 1}
-    assert overall["by_channel"] == {"email": 5, "telegram": 6}
+    assert overall["by_channel"] == {"email": 5, "telegram": 6, "in_app": 0}
     assert overall["by_priority"] == {"low": 3, "normal": 5, "high": 1, "urgent": 2}
     assert overall["success_rate"] == pytest.approx(5 / 7, abs=1e-4)
     # Latencies 4, 6, 10, 40, 40: every usual definition of p95 gives 40.
@@ -665,7 +665,7 @@ def test_notification_stats_counts_a_known_mix(staff_client):
 
     assert last_24h["total"] == 8
     assert last_24h["by_status"] == {"pending": 1, "queued": 1, "sending": 1, "sent": 3, "failed": 1, "skipped": 1}
-    assert last_24h["by_channel"] == {"email": 4, "telegram": 4}
+    assert last_24h["by_channel"] == {"email": 4, "telegram": 4, "in_app": 0}
     assert last_24h["by_priority"] == {"low": 2, "normal": 4, "high": 1, "urgent": 1}
     assert last_24h["success_rate"] == pytest.approx(3 / 4, abs=1e-4)
     # Latencies 10, 40, 40.
@@ -717,7 +717,7 @@ def test_notification_stats_respect_visibility(user, other_user, user_client, ot
 
     assert mine["total"] == 2
     assert mine["by_status"] == {"pending": 0, "queued": 0, "sending": 0, "sent": 1, "failed": 1, "skipped": 0}
-    assert mine["by_channel"] == {"email": 2, "telegram": 0}
+    assert mine["by_channel"] == {"email": 2, "telegram": 0, "in_app": 0}
     assert mine["success_rate"] == pytest.approx(0.5)
     assert theirs["total"] == 3
     assert theirs["success_rate"] == pytest.approx(1.0)
@@ -733,7 +733,7 @@ def test_notification_stats_apply_filters(staff_client):
     body = staff_client.get(STATS_URL, {"channel": "telegram"}).json()["overall"]
 
     assert body["total"] == 2
-    assert body["by_channel"] == {"email": 0, "telegram": 2}
+    assert body["by_channel"] == {"email": 0, "telegram": 2, "in_app": 0}
     assert body["success_rate"] == 0
 
 

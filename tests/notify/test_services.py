@@ -54,7 +54,7 @@ def test_order_create_writes_one_notification_per_channel_from_templates(django_
         order = OrderFactory(created_by=user, order_number="ORD-77")
     order_services.preferences_update(customer=order.customer, by=user, telegram_enabled=True)
 
-    email, telegram = Notification.objects.filter(order=order).order_by("channel")
+    email, in_app, telegram = Notification.objects.filter(order=order).order_by("channel")
     assert (email.channel, email.recipient, email.kind) == ("email", user.email, NotificationKind.ORDER_CREATED)
     assert email.title == "Order ORD-77 received"
     assert "Hello Ann Lee," in email.message and "149.99 INR" in email.message
@@ -62,7 +62,10 @@ def test_order_create_writes_one_notification_per_channel_from_templates(django_
     assert email.status == S.QUEUED and email.order_event.kind == "created"
     # No chat id on file for a customer made from the user's account.
     assert (telegram.status, telegram.last_error) == (S.SKIPPED, "no Telegram chat id on file")
-    assert _queued() == {"notify": 1}
+    # The account that placed it has its own customer record: a message in its inbox too.
+    assert (in_app.recipient, in_app.title, in_app.status) == (user.username, email.title, S.QUEUED)
+    assert in_app.message == f"Order ORD-77 received: 149.99 INR. Tracking number {order.tracking_number}."
+    assert _queued() == {"notify": 1}  # the mail and the inbox message, in one batch
 
 
 def test_order_status_change_notifies_every_enabled_channel(django_capture_on_commit_callbacks):
@@ -75,7 +78,8 @@ def test_order_status_change_notifies_every_enabled_channel(django_capture_on_co
         order_services.order_change_status(order=order, status="confirmed", by=StaffFactory())
 
     rows = {n.channel: n for n in Notification.objects.all()}
-    assert set(rows) == {"email", "telegram"}
+    assert set(rows) == {"email", "telegram", "in_app"}
+    assert rows["in_app"].recipient == user.username
     assert rows["telegram"].recipient == "-1001234"
     assert rows["telegram"].message.startswith(f"Order {order.order_number} is now confirmed.")
     assert rows["email"].title == f"Order {order.order_number} is confirmed"

@@ -50,8 +50,8 @@ def test_sixty_empty_minutes_oldest_first_ending_with_the_current_one():
     assert minutes[-1] == CURRENT_MINUTE
     assert all(later - earlier == timedelta(minutes=1) for earlier, later in zip(minutes, minutes[1:], strict=False))
     assert all(minute.utcoffset() == timedelta(0) for minute in minutes)
-    assert all(set(bucket) == {"minute", "email", "telegram"} for bucket in series)
-    assert all(bucket["email"] == bucket["telegram"] == 0 for bucket in series)
+    assert all(set(bucket) == {"minute", "email", "telegram", "in_app"} for bucket in series)
+    assert all(bucket["email"] == bucket["telegram"] == bucket["in_app"] == 0 for bucket in series)
 
 
 def test_counts_sent_notifications_by_minute_and_channel():

@@ -24,6 +24,9 @@ from django.utils import timezone
 from knox.models import AuthToken
 
 from core import services as core_services
+from notify import inbox as notify_inbox
+from notify import services as notify_services
+from notify.models import InboxMessage
 from orders import services as order_services
 from realtime import consumers, events, fanout, selectors, services
 from realtime.fanout import LiveEvent
@@ -306,8 +309,7 @@ def test_owner_and_staff_get_an_orders_events_live_and_no_one_else(user, other_u
         mine = await drain(owner)
         assert [m["type"] for m in mine] == [
             events.ORDER_CREATED,
-            events.NOTIFICATION_CREATED,
-            events.NOTIFICATION_CREATED,
+            *[events.NOTIFICATION_CREATED] * 3,  # email, Telegram, the user's inbox
         ]
         first = mine[0]
         assert set(first) == {"id", "type", "ts", "data"}
@@ -321,8 +323,7 @@ def test_owner_and_staff_get_an_orders_events_live_and_no_one_else(user, other_u
         later = await drain(owner)
         assert [m["type"] for m in later] == [
             events.ORDER_STATUS_CHANGED,
-            events.NOTIFICATION_CREATED,
-            events.NOTIFICATION_CREATED,
+            *[events.NOTIFICATION_CREATED] * 3,
             events.ORDER_DELETED,
         ]
         assert later[0]["data"]["old_status"] == "pending" and later[0]["data"]["new_status"] == "confirmed"
@@ -434,7 +435,7 @@ def test_subscribe_narrows_by_order(user, staff):
         await change_status(two, "confirmed", staff)
         received = await drain(socket)
         assert received == await visible(user, after=after, data__order_id=two.pk)
-        assert len(received) == 3  # the status change and its two notifications
+        assert len(received) == 4  # the status change and its three notifications
 
         await socket.send_json_to(
             {"action": "subscribe", "order": one.pk, "types": [events.ORDER_STATUS_CHANGED, events.ORDER_DELETED]}
@@ -578,14 +579,14 @@ def test_connecting_with_last_event_id_replays_what_followed_then_goes_live(user
         staff_socket = await sockets.open(staff_headers, query=f"last_event_id={seen}")
         replayed = await drain(socket)
         assert replayed == await visible(user, after=seen)
-        assert len(replayed) == 5  # 2 notifications, the status change and its 2 notifications
+        assert len(replayed) == 7  # 3 notifications, the status change and its 3 notifications
         assert await drain(staff_socket) == await visible(staff, after=seen)
 
         await change_status(order, "shipped", staff)
         received = replayed + await drain(socket)
         assert_strictly_increasing_ids(received)
         assert received == await visible(user, after=seen)
-        assert len(received) == 8
+        assert len(received) == 11
 
     run(scenario)
 
@@ -620,11 +621,9 @@ def test_events_committed_during_the_replay_arrive_once(user, staff, monkeypatch
         assert committed
         assert_strictly_increasing_ids(received)
         assert [m["type"] for m in received] == [
-            events.NOTIFICATION_CREATED,
-            events.NOTIFICATION_CREATED,
+            *[events.NOTIFICATION_CREATED] * 3,
             events.ORDER_STATUS_CHANGED,
-            events.NOTIFICATION_CREATED,
-            events.NOTIFICATION_CREATED,
+            *[events.NOTIFICATION_CREATED] * 3,
         ]
 
         await change_status(order[0], "shipped", staff)  # and live ones still come
@@ -650,7 +649,7 @@ def test_the_resume_message_replays_what_followed_then_goes_live(user, staff, as
         await socket.send_json_to({"action": "resume", "last_event_id": str(seen) if as_text else seen})
         replayed = await drain(socket)
         assert replayed == await visible(user, after=seen)
-        assert len(replayed) == 5
+        assert len(replayed) == 7
 
         await change_status(order, "shipped", staff)
         received = replayed + await drain(socket)
@@ -691,7 +690,7 @@ def test_last_event_id_0_replays_the_whole_log_and_an_empty_one_nothing(user, ot
 
         everything = await sockets.open(headers, query="last_event_id=0")
         assert await drain(everything) == await visible(user)
-        assert len(await visible(user)) == 6
+        assert len(await visible(user)) == 8
         nothing = await sockets.open(headers, query="last_event_id=")
         assert await drain(nothing, quiet=0.2) == []
 
@@ -874,7 +873,7 @@ def test_a_rolled_back_order_costs_the_sockets_nothing(user, staff):
             assert "resync_required" not in [m["type"] for m in received]
             assert received == await visible(who)
             assert received[-1]["id"] > before
-        assert await db(lambda: list(Event.objects.values_list("id", flat=True)))() == list(range(1, before + 4))
+        assert await db(lambda: list(Event.objects.values_list("id", flat=True)))() == list(range(1, before + 5))
 
     run(scenario)
 
@@ -903,5 +902,75 @@ def test_no_heartbeat_before_its_time(user, settings):
     async def scenario(sockets):
         socket = await sockets.open(headers)
         assert await socket.receive_nothing(timeout=0.5)
+
+    run(scenario)
+
+
+# ---- an inbox's events: its owner's sockets alone -----------------------------------------------
+
+
+def _in_app(sender, recipient):
+    """An in_app notification from `sender` to `recipient`, sent and delivered: its inbox message."""
+    notification, _ = notify_services.notification_send(
+        sender=sender, channel="in_app", recipient=recipient.username, title="Hi", message="Body"
+    )
+    notify_services.notifications_deliver(notification_ids=[notification.pk])
+    return InboxMessage.objects.get(notification=notification)
+
+
+def test_an_inbox_reaches_every_socket_of_its_owner_and_no_one_elses(user, other_user, staff):
+    headers = [token_header(user), token_header(user), token_header(other_user), token_header(staff)]
+    inbox_types = {events.INBOX_MESSAGE_CREATED, events.INBOX_MESSAGE_CHANGED, events.INBOX_COUNTS_CHANGED}
+
+    async def scenario(sockets):
+        tab, phone, other, staff_socket = [await sockets.open(h) for h in headers]
+
+        message = await db(_in_app)(other_user, user)
+        on_tab = await drain(tab)
+        assert [m["type"] for m in on_tab if m["type"] in inbox_types] == [
+            events.INBOX_MESSAGE_CREATED,
+            events.INBOX_COUNTS_CHANGED,
+        ]
+        created = next(m for m in on_tab if m["type"] == events.INBOX_MESSAGE_CREATED)
+        assert created["data"]["id"] == message.pk and created["data"]["read_at"] is None
+        assert await drain(phone) == on_tab
+        # The sender sees its ledger row move, and staff every ledger row, but neither the inbox.
+        assert {m["type"] for m in await drain(other)} & inbox_types == set()
+        staff_got = await drain(staff_socket)
+        assert events.NOTIFICATION_STATUS_CHANGED in {m["type"] for m in staff_got}
+        assert {m["type"] for m in staff_got} & inbox_types == set()
+
+        # Read all on one device: the other follows at once.
+        await db(notify_inbox.inbox_mark_all)(user=user, state="read")
+        (on_phone,) = await drain(phone)
+        assert on_phone["type"] == events.INBOX_COUNTS_CHANGED
+        assert (on_phone["data"]["unseen"], on_phone["data"]["unread"]) == (0, 0)
+        assert on_phone["data"]["marked_all"]["state"] == "read"
+        assert await drain(tab) == [on_phone]
+        assert await drain(other, quiet=0.2) == [] and await drain(staff_socket, quiet=0.2) == []
+
+        # A staff user's own inbox is theirs like anyone's.
+        await db(_in_app)(user, staff)
+        assert events.INBOX_MESSAGE_CREATED in {m["type"] for m in await drain(staff_socket)}
+        assert {m["type"] for m in await drain(tab)} & inbox_types == set()
+
+    run(scenario)
+
+
+def test_a_resume_replays_only_the_users_own_inbox(user, other_user, staff):
+    headers = [token_header(staff), token_header(other_user)]
+
+    async def scenario(sockets):
+        await db(_in_app)(other_user, user)
+        await db(_in_app)(user, staff)
+        staff_socket, other = [await sockets.open(h, query="last_event_id=0") for h in headers]
+
+        replayed = await drain(staff_socket)
+        private = [m for m in replayed if m["type"].startswith("inbox.")]
+        assert len(private) == 2 and private[0]["data"]["id"] == (await db(InboxMessage.objects.get)(user=staff)).pk
+        assert {m["type"] for m in await drain(other)} == {
+            events.NOTIFICATION_CREATED,
+            events.NOTIFICATION_STATUS_CHANGED,
+        }
 
     run(scenario)

@@ -24,8 +24,9 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
 from core import services as core_services
+from notify import inbox
 from notify import services as notify_services
-from notify.models import Notification, NotificationStatus
+from notify.models import InboxMessage, Notification, NotificationStatus
 from orders import services as order_services
 from realtime import consumers, relay, services
 from realtime.events import EVENT_TYPES
@@ -252,6 +253,9 @@ def _recorded_envelopes():
     failed = Notification.objects.filter(status=NotificationStatus.SENT).first()
     Notification.objects.filter(pk=failed.pk).update(status=NotificationStatus.FAILED)
     notify_services.notification_retry(notification=failed, by=staff)
+    # The order's in_app rows reached the user's inbox: inbox.message_created, inbox.counts_changed.
+    inbox.inbox_message_change(message=InboxMessage.objects.filter(user=user).first(), change="read")
+    inbox.inbox_mark_all(user=user, state="read")  # inbox.counts_changed, `marked_all` given
     relayed()
     return [json.loads(json.dumps(event.envelope())) for event in Event.objects.order_by("id")]
 

@@ -100,8 +100,7 @@ def test_order_create_records_order_created_in_its_transaction(user, published, 
     # The order's notifications come after it, in the same log.
     assert list(Event.objects.values_list("type", flat=True)) == [
         events.ORDER_CREATED,
-        events.NOTIFICATION_CREATED,
-        events.NOTIFICATION_CREATED,
+        *[events.NOTIFICATION_CREATED] * 3,  # email, Telegram and the placer's inbox
     ]
     # Published after commit, with the audience besides staff, the frame made once.
     live = [live for batch in published for live in batch]
@@ -330,7 +329,7 @@ def test_audience_of_order_notifications_follows_the_order(staff):
     relayed()
     everyone = [squatter, buyer, other, staff]
     notifications = Notification.objects.filter(order=order)
-    assert notifications.count() == 4  # email and Telegram, for the creation and the change
+    assert notifications.count() == 6  # email, Telegram and the buyer's inbox, for the creation and the change
     for notification in notifications:
         event = Event.objects.get(type=events.NOTIFICATION_CREATED, data__notification_id=notification.pk)
         _assert_audience_matches_rest(event, notification_list, notification, everyone)
