@@ -38,9 +38,10 @@ def test_order_notifications_reach_mail_and_telegram(services_hub):
 
     r = api.post("/orders/", json=SEED_ORDER)
     assert r.status_code == 201, r.text
-    wait_until(_all_final(2), what="both order notifications delivered")
+    wait_until(_all_final(3), what="the order's notifications delivered")
 
-    assert set(Notification.objects.values_list("channel", "status")) == {("email", "sent"), ("telegram", "sent")}
+    channels = {("email", "sent"), ("telegram", "sent"), ("in_app", "sent")}
+    assert set(Notification.objects.values_list("channel", "status")) == channels
     (mail,) = services_hub.sink.messages
     assert mail["to"] == [user.email]
     assert mail["message"]["Subject"] == "Order ORD-001 received"
@@ -52,8 +53,12 @@ def test_order_notifications_reach_mail_and_telegram(services_hub):
 
     staff_api = _api(services_hub, StaffFactory(password=PASSWORD))
     assert staff_api.put(f"/orders/{r.json()['id']}/status/", json={"status": "confirmed"}).status_code == 200
-    wait_until(_all_final(4), what="the status change's notifications delivered")
+    wait_until(_all_final(6), what="the status change's notifications delivered")
     assert services_hub.sink.messages[-1]["message"]["Subject"] == "Order ORD-001 is confirmed"
+    # The placer's account has both in its inbox, newest first.
+    inbox = api.get("/inbox/").json()["results"]
+    assert [m["title"] for m in inbox] == ["Order ORD-001 is confirmed", "Order ORD-001 received"]
+    assert api.get("/inbox/counts/").json() == {"unseen": 2, "unread": 2}
     assert TELEGRAM_TEST_TOKEN not in services_hub.output("worker")
 
 

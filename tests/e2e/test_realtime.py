@@ -14,6 +14,7 @@ from websockets.sync.client import connect
 
 from notify.models import FINAL_STATUSES, Notification, NotificationStatus
 from realtime.models import Event
+from realtime.selectors import events_after
 from tests.e2e.conftest import api_client, relayed_all, token_for, wait_until
 from tests.factories import PASSWORD, StaffFactory, UserFactory
 from tests.fakes import free_port
@@ -27,6 +28,7 @@ WORKER_TIMEOUT = 30  # one that waits for the worker to deliver a notification
 # Longer than channels-redis blocks in BZPOPMIN waiting for a socket's next message (5 s).
 IDLE_SECONDS = 6
 ENVELOPE_KEYS = {"id", "type", "ts", "data"}
+STATUS_CHANGED = "notification.status_changed"
 
 
 def _ws_url(url, **query):
@@ -122,8 +124,23 @@ def _ids(events):
     return [e["id"] for e in events]
 
 
+def _about_orders(events):
+    """The events about an order: all but an inbox's counts."""
+    return [e for e in events if e["type"] != "inbox.counts_changed"]
+
+
+def _order_of(event):
+    """The order an event is about: `order_id`, or `order` for an inbox message."""
+    return event["data"].get("order_id", event["data"].get("order"))
+
+
 def _of_order(order_id):
-    return lambda e: e["data"].get("order_id") == order_id
+    return lambda e: _order_of(e) == order_id
+
+
+def _shared(events):
+    """The events all staff see too: not a user's own inbox."""
+    return [e for e in events if not e["type"].startswith("inbox.")]
 
 
 def _sent(events, count, order_id=None):
@@ -154,10 +171,7 @@ def _log(user):
     """(id, type) of every event in the log that `user` may see, in id order,
     once the relay has moved in everything committed."""
     relayed_all()
-    events = Event.objects.order_by("id")
-    if not user.is_staff:
-        events = events.filter(audience=user)
-    return list(events.values_list("id", "type"))
+    return [(event.id, event.type) for event in events_after(user=user, after=0, limit=100_000)]
 
 
 def test_order_events_reach_the_owner_and_staff_and_nobody_else(services_hub, open_stream):
@@ -174,8 +188,8 @@ def test_order_events_reach_the_owner_and_staff_and_nobody_else(services_hub, op
     assert r.status_code == 200, r.text
 
     for ws in (owner_ws, staff_ws):
-        # Both emails (order received, order confirmed) sent by the worker.
-        ws.wait_for(lambda seen: _sent(seen, 2, order_id), WORKER_TIMEOUT, "both emails reported sent")
+        # Both emails and both inbox messages (order received, order confirmed) sent by the worker.
+        ws.wait_for(lambda seen: _sent(seen, 4, order_id), WORKER_TIMEOUT, "emails and inbox messages sent")
         ws.sync()
         orders = [e for e in ws.seen if e["type"].startswith("order.")]
         assert [e["type"] for e in orders] == ["order.created", "order.status_changed"]
@@ -185,10 +199,13 @@ def test_order_events_reach_the_owner_and_staff_and_nobody_else(services_hub, op
         assert created["data"]["status"] == "pending"
         assert (changed["data"]["old_status"], changed["data"]["new_status"]) == ("pending", "confirmed")
         assert created["id"] < changed["id"]
-        assert all(e["data"]["order_id"] == order_id for e in ws.seen)
+        assert all(_order_of(e) == order_id for e in _about_orders(ws.seen))
         # Every event of the log this user may see, each once.
         assert sorted(_ids(ws.seen)) == [pk for pk, _ in _log(owner if ws is owner_ws else staff)]
-    assert sorted(_ids(staff_ws.seen)) == sorted(_ids(owner_ws.seen))  # the same events, to both
+    # The same events to both, but for the owner's inbox, which is theirs alone.
+    assert sorted(_ids(staff_ws.seen)) == sorted(_ids(_shared(owner_ws.seen)))
+    inbox = [e["type"] for e in owner_ws.seen if e not in _shared(owner_ws.seen)]
+    assert inbox == ["inbox.message_created", "inbox.counts_changed"] * 2
 
     # The other user places an order of their own, after all of the above
     # was delivered: its event comes to them, with nothing before it.
@@ -198,7 +215,7 @@ def test_order_events_reach_the_owner_and_staff_and_nobody_else(services_hub, op
     other_ws.wait_for(lambda seen: any(e["type"] == "order.created" for e in seen), what="their own order")
     other_ws.sync()
     assert other_ws.seen[0]["type"] == "order.created"
-    assert all(e["data"]["order_id"] == other_order for e in other_ws.seen)
+    assert all(_order_of(e) == other_order for e in _about_orders(other_ws.seen))
     staff_ws.wait_for(lambda seen: any(_of_order(other_order)(e) for e in seen), what="the other order")
     assert not [e for e in owner_ws.sync() if _of_order(other_order)(e)]
 
@@ -260,7 +277,7 @@ def test_resume_replays_exactly_the_missed_events_then_goes_live(services_hub, o
     r = owner_api.post("/orders/", json=SEED_ORDER)
     assert r.status_code == 201, r.text
     order_id = r.json()["id"]
-    first.wait_for(lambda seen: _sent(seen, 1, order_id), WORKER_TIMEOUT, "the order email reported sent")
+    first.wait_for(lambda seen: _sent(seen, 2, order_id), WORKER_TIMEOUT, "the order email and inbox message sent")
     first.sync()
     assert sorted(_ids(first.seen)) == [pk for pk, _ in _log(owner)]
     last_event_id = max(_ids(first.seen))
@@ -274,14 +291,16 @@ def test_resume_replays_exactly_the_missed_events_then_goes_live(services_hub, o
     notification_id = r.json()["id"]
     wait_until(_all_final(pk=notification_id), what="the notification to end")
     missed = [(pk, kind) for pk, kind in _log(owner) if pk > last_event_id]
-    assert [kind for _, kind in missed] == [
+    kinds = [kind for _, kind in missed]
+    assert kinds[:4] == [
         "order.status_changed",
         "notification.created",  # email
         "notification.created",  # Telegram, skipped: no chat id on file
-        "notification.status_changed",  # the email sent
-        "notification.created",  # the one sent over REST
-        "notification.status_changed",
+        "notification.created",  # the owner's inbox
     ]
+    # The worker's: the inbox message stored, the email and it sent; then the one sent over REST.
+    assert sorted(kinds[4:-2]) == sorted(["inbox.message_created", "inbox.counts_changed"] + [STATUS_CHANGED] * 2)
+    assert kinds[-2:] == ["notification.created", STATUS_CHANGED]
 
     second = open_stream(url, owner_key, last_event_id=last_event_id)
     replayed = second.take(len(missed))
@@ -293,7 +312,7 @@ def test_resume_replays_exactly_the_missed_events_then_goes_live(services_hub, o
 
     # Live again from where the replay ended.
     assert staff_api.put(f"/orders/{order_id}/status/", json={"status": "processing"}).status_code == 200
-    second.wait_for(lambda seen: _sent(seen, 2, order_id), WORKER_TIMEOUT, "the processing email reported sent")
+    second.wait_for(lambda seen: _sent(seen, 4, order_id), WORKER_TIMEOUT, "the processing email reported sent")
     second.sync()
     live = second.seen[len(replayed) :]
     assert live[0]["type"] == "order.status_changed"
@@ -376,11 +395,11 @@ def test_a_socket_on_one_web_process_gets_events_from_the_other_and_the_worker(s
     assert r.status_code == 202, r.text
     notification_id = r.json()["id"]
 
-    # From the worker: both order emails and the one sent over REST.
-    on_a.wait_for(lambda seen: _sent(seen, 3), WORKER_TIMEOUT, "three emails reported sent")
+    # From the worker: both order emails, their inbox messages, and the one sent over REST.
+    on_a.wait_for(lambda seen: _sent(seen, 5), WORKER_TIMEOUT, "five notifications reported sent")
     on_a.sync()
     sent = {e["data"]["notification_id"] for e in on_a.seen if e["type"] == "notification.status_changed"}
-    assert notification_id in sent and len(sent) == 3
+    assert notification_id in sent and len(sent) == 5
     assert sorted(_ids(on_a.seen)) == [pk for pk, _ in _log(owner)]
 
     # And the other way round: a write served by A reaches a socket on B.
@@ -389,7 +408,50 @@ def test_a_socket_on_one_web_process_gets_events_from_the_other_and_the_worker(s
     staff_on_b.wait_for(
         lambda seen: any(e["data"].get("new_status") == "processing" for e in seen), what="the change from A"
     )
-    on_a.wait_for(lambda seen: _sent(seen, 4), WORKER_TIMEOUT, "the processing email reported sent")
+    on_a.wait_for(lambda seen: _sent(seen, 7), WORKER_TIMEOUT, "the processing email and inbox message sent")
     on_a.sync()
     assert len(set(_ids(on_a.seen))) == len(on_a.seen)
     assert sorted(_ids(on_a.seen)) == [pk for pk, _ in _log(owner)]
+
+
+def test_an_order_reaches_its_accounts_inbox_live_and_read_all_follows_on_every_device(services_hub, open_stream):
+    url = services_hub.url
+    owner, other = UserFactory(password=PASSWORD), UserFactory(password=PASSWORD)
+    owner_key, other_key = token_for(url, owner), token_for(url, other)
+    owner_api = api_client(url, owner_key)
+    r = owner_api.post("/customers/", json={"name": "Ann Lee", "email": owner.email, "telegram_chat_id": "4242"})
+    assert r.status_code == 201, r.text
+    laptop, phone, theirs = open_stream(url, owner_key), open_stream(url, owner_key), open_stream(url, other_key)
+
+    r = owner_api.post("/orders/", json=SEED_ORDER)
+    assert r.status_code == 201, r.text
+    order_id = r.json()["id"]
+
+    # Mail, Telegram and the inbox: all three sent, the inbox message live on both devices.
+    for ws in (laptop, phone):
+        ws.wait_for(lambda seen: _sent(seen, 3, order_id), WORKER_TIMEOUT, "the order's three notifications sent")
+        ws.sync()
+        (created,) = [e for e in ws.seen if e["type"] == "inbox.message_created"]
+        assert created["data"]["order"] == order_id and created["data"]["title"] == "Order ORD-001 received"
+        assert created["data"]["read_at"] is None
+        counts = [e["data"] for e in ws.seen if e["type"] == "inbox.counts_changed"]
+        assert counts == [{"unseen": 1, "unread": 1, "marked_all": None}]
+    assert laptop.seen == phone.seen
+    (mail,) = services_hub.sink.messages
+    assert mail["to"] == [owner.email]
+    (telegram,) = services_hub.telegram.requests
+    assert telegram["json"]["chat_id"] == "4242"
+    (message,) = owner_api.get("/inbox/").json()["results"]
+    assert message["id"] == created["data"]["id"]
+
+    # Read all on the laptop: the phone's badge follows, no one else hears of it.
+    r = owner_api.post("/inbox/read-all/", json={"up_to": message["id"]})
+    assert r.json() == {"updated": 1, "unseen": 0, "unread": 0}
+    (marked,) = phone.take(1)
+    assert marked["type"] == "inbox.counts_changed"
+    assert (marked["data"]["unseen"], marked["data"]["unread"]) == (0, 0)
+    assert marked["data"]["marked_all"]["state"] == "read" and marked["data"]["marked_all"]["up_to"] == message["id"]
+    assert laptop.take(1) == [marked]
+    assert [e for e in theirs.sync() if e["type"].startswith("inbox.")] == []
+    assert theirs.seen == []
+    assert api_client(url, other_key).get("/inbox/").json()["results"] == []

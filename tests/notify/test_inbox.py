@@ -6,8 +6,8 @@ import random
 import pytest
 
 from notify import services
-from orders import services as order_services
 from notify.models import Inbox, InboxMessage, Notification
+from orders import services as order_services
 from realtime import events
 from realtime.models import Event
 from realtime.selectors import events_after
