@@ -42,14 +42,16 @@ class PageNumberPagination(_StrictPageSize, pagination.PageNumberPagination):
         return parameters
 
 
-class NewestFirstCursorPagination(_StrictPageSize, pagination.CursorPagination):
-    """Newest first by id, 20 to a page by default: `next` and `previous` are
-    links with an opaque `cursor`, stable while rows are added at the top,
-    and a page costs the same however deep it is. A cursor that is not one
-    is a 404."""
+class CursorPagination(_StrictPageSize, pagination.CursorPagination):
+    """Pages in the view's `ordering` (one field, unique), 20 by default: `next` and
+    `previous` are links with an opaque `cursor`, stable while rows are added
+    at the top, and a page costs the same however deep it is. A cursor that is
+    not one is a 404."""
 
-    ordering = "-id"
     page_size = 20
+
+    def get_ordering(self, request, queryset, view):
+        return (view.ordering,)
 
     def get_schema_operation_parameters(self, view):
         parameters = super().get_schema_operation_parameters(view)

@@ -7,7 +7,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from core.filters import FilterBackend, KnownQueryParams
-from core.pagination import NewestFirstCursorPagination
+from core.pagination import CursorPagination
 from core.permissions import IsStaff
 from core.schema import error_response
 from core.throttles import ScopedThrottle
@@ -157,7 +157,8 @@ class InboxViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     serializer_class = InboxMessageSerializer
     filterset_class = InboxFilter
     filter_backends = [KnownQueryParams, FilterBackend]  # newest first, no other order
-    pagination_class = NewestFirstCursorPagination
+    pagination_class = CursorPagination
+    ordering = "-number"  # newest first; see InboxMessage.Meta
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation
@@ -166,6 +167,11 @@ class InboxViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         if self.action == "list" and not self.request.query_params.get("archived"):
             messages = messages.filter(archived_at__isnull=True)  # the inbox, not the archive
         return messages
+
+    # drf_yasg calls a retrieve `read`, which is this view set's action to mark one read.
+    @swagger_auto_schema(operation_id="inbox_get", operation_summary="Get one message of your inbox")
+    def retrieve(self, request, *args, **kwargs):
+        return super().retrieve(request, *args, **kwargs)
 
     @swagger_auto_schema(
         operation_summary="Your inbox's unseen and unread counts",

@@ -43,8 +43,10 @@ def inbox_message_deliver(*, notification, user):
     message = InboxMessage.objects.filter(notification=notification).first()
     if message is not None:
         return message
+    inbox.delivered += 1
     message = InboxMessage.objects.create(
         user=user,
+        number=inbox.delivered,
         notification=notification,
         kind=notification.kind,
         title=notification.title,

@@ -763,11 +763,14 @@ def test_a_bad_last_event_id_in_a_resume_gets_an_error(user, value):
 
 
 @db
-def logged(n, audience=()):
+def logged(n, audience=(), private=False):
     """`n` events in the log, not published: the live events for them are the
     test's to hand to the fan-out, or to lose."""
     first = selectors.events_position() + 1
-    made = [Event.objects.create(id=first + i, type=events.ORDER_CREATED, data={"order_id": None}) for i in range(n)]
+    made = [
+        Event.objects.create(id=first + i, type=events.ORDER_CREATED, data={"order_id": None}, private=private)
+        for i in range(n)
+    ]
     for event in made:
         event.audience.set(audience)
     return made
@@ -776,7 +779,8 @@ def logged(n, audience=()):
 def live(event):
     """The relay's LiveEvent for `event`."""
     audience = list(event.audience.values_list("pk", flat=True))
-    return LiveEvent(event.pk, event.type, event.data.get("order_id"), audience, json.dumps(event.envelope()))
+    envelope = json.dumps(event.envelope())
+    return LiveEvent(event.pk, event.type, event.data.get("order_id"), audience, envelope, event.private)
 
 
 async def publish(*batches):
@@ -818,6 +822,27 @@ def test_a_socket_outside_the_audience_of_what_was_lost_reads_the_log_too(user, 
 
         assert await receive(socket) == [lost.envelope()]
         assert await drain(socket) == []
+
+    run(scenario)
+
+
+def test_a_private_event_reaches_its_audience_alone_live_or_read_after_a_loss(user, staff):
+    staff_headers, user_headers = token_header(staff), token_header(user)
+
+    async def scenario(sockets):
+        staff_socket, user_socket = await sockets.open(staff_headers), await sockets.open(user_headers)
+        (shared,) = await logged(1, audience=[user])
+        (private,) = await logged(1, audience=[user], private=True)
+        await publish([shared, private])
+        assert await receive(user_socket, 2) == [shared.envelope(), private.envelope()]
+        assert await drain(staff_socket) == [shared.envelope()]
+
+        lost, last = await logged(2, audience=[user], private=True)
+        (after,) = await logged(1, audience=[user])
+        await publish([after])  # the private ones never came: each socket reads the log
+        assert await receive(user_socket, 3) == [lost.envelope(), last.envelope(), after.envelope()]
+        assert await drain(staff_socket) == [after.envelope()]
+        assert await drain(user_socket) == []
 
     run(scenario)
 
