@@ -25,8 +25,8 @@ Anchors, in the same run: the counts as COUNT(*) FILTER over the user's kept
 messages (the design without a counts row), and each page's own statement
 in a transaction, rolled back, that dropped the partial indexes
 (notify_inbox_kept, notify_inbox_unread), then in one that dropped those and
-the unique (user, number) constraint's, which leaves Django's index on
-user_id. Each page also
+the unique (user, number) constraint's index too, leaving the table no index
+that starts with the user. Each page also
 runs with `SET LOCAL random_page_cost = 1.1` (the server's default is 4), a
 setting that changes the planner's choice for the burst user.
 
@@ -74,7 +74,7 @@ DROP = "DROP INDEX {}"
 # Statements run first, in the transaction each variant's measurement rolls back.
 PAGE_VARIANTS = {
     "no partial indexes": [DROP.format(index) for index in PARTIAL],
-    "user_id index only": [
+    "no (user, …) index": [
         "ALTER TABLE notify_inboxmessage DROP CONSTRAINT notify_inbox_number_unique",
         *[DROP.format(index) for index in PARTIAL],
     ],

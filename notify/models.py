@@ -143,7 +143,10 @@ class InboxMessage(models.Model):
     opened (`seen_at`), unread until read (`read_at`); archived ones leave the
     counts. Written by notify.inbox only, which keeps the user's Inbox counts."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="inbox_messages")
+    # No index of its own: the unique (user, number) index serves every lookup by user.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="inbox_messages", db_index=False
+    )
     # Its place in its user's inbox, 1, 2, …, in the order they arrived.
     number = models.PositiveBigIntegerField()
     # One message per notification, however often its delivery runs.
