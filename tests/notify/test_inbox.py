@@ -2,10 +2,11 @@
 sees what, read state and its counts, and the events every change records."""
 
 import random
+import threading
 
 import pytest
 
-from notify import services
+from notify import inbox, services
 from notify.models import Inbox, InboxMessage, Notification
 from orders import services as order_services
 from realtime import events
@@ -395,3 +396,37 @@ def test_bad_list_parameters_are_refused(user_client, query, status):
     r = user_client.get(INBOX_URL, query)
     assert r.status_code == status, r.content
     assert "error" in r.json()
+
+
+# ---- writes at once ----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_changes_at_once_to_one_inbox_leave_counts_that_match_and_publish_them_last(user, other_user):
+    from django.db import connection
+
+    from tests.conftest import service_unavailable
+
+    if connection.vendor != "postgresql":
+        service_unavailable("concurrent writers need PostgreSQL (DATABASE_URL)")
+    messages = [send_and_deliver(user, other_user) for _ in range(8)]
+    after = last_event_id()
+    start = threading.Barrier(len(messages))
+
+    def read(message):
+        start.wait()
+        try:
+            inbox.inbox_message_change(message=message, change="read")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=read, args=(m,)) for m in messages]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert Inbox.objects.get(user=other_user).counts() == recounted(other_user) == {"unseen": 0, "unread": 0}
+    published = [e.data for e in inbox_events(other_user, after=after) if e.type == events.INBOX_COUNTS_CHANGED]
+    # Each write published the counts it left: 7, 6, … 0 unread, in the log's order.
+    assert [c["unread"] for c in published] == list(range(len(messages) - 1, -1, -1))
