@@ -26,6 +26,24 @@ class IdFilter(django_filters.NumberFilter):
         super().__init__(min_value=1, max_value=ID_MAX, **kwargs)
 
 
+class _TrueOrFalseField(forms.NullBooleanField):
+    """`true` or `false` (or 1 and 0); another value is an error, not "no filter"."""
+
+    widget = forms.TextInput  # the raw value: Django's select makes anything unknown None
+
+    def to_python(self, value):
+        if value in (None, ""):
+            return None
+        choices = {"true": True, "1": True, "false": False, "0": False}
+        if str(value).lower() not in choices:
+            raise forms.ValidationError("Use true or false.", code="invalid")
+        return choices[str(value).lower()]
+
+
+class BooleanFilter(django_filters.BooleanFilter):
+    field_class = _TrueOrFalseField
+
+
 def _filter_schema(name, filter_):
     field_class = filter_.field_class
     description = str(filter_.extra.get("help_text") or filter_.label or "")

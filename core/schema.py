@@ -75,6 +75,14 @@ class HubAutoSchema(SwaggerAutoSchema):
         keys = list(operation_keys or self.operation_keys)
         return keys[2:] if keys[:2] == ["api", "v1"] else keys
 
+    def get_request_body_parameters(self, consumes):
+        """`@swagger_auto_schema(body_optional=True)`: the body may be left out."""
+        parameters = super().get_request_body_parameters(consumes)
+        if self.overrides.get("body_optional"):
+            for parameter in parameters:
+                parameter.required = False
+        return parameters
+
     def get_tags(self, operation_keys=None):
         return self.overrides.get("tags") or [TAGS[self._keys(operation_keys)[0]]]
 

@@ -143,8 +143,9 @@ def _mark_all_schema(summary):
     return swagger_auto_schema(
         operation_summary=summary,
         operation_description="Archived messages aside. `up_to`: only messages up to this id, the newest the "
-        "reader had in front of them, so one that arrived meanwhile stays as it was.",
+        "reader had in front of them, so one that arrived meanwhile stays as it was. No body: all of them.",
         request_body=InboxMarkAllSerializer,
+        body_optional=True,
         responses={200: InboxMarkAllResultSerializer},
     )
 

@@ -1,6 +1,6 @@
 import django_filters
 
-from core.filters import IdFilter
+from core.filters import BooleanFilter, IdFilter
 from core.input import IsoDateTimeFilter
 from notify.models import Channel, InboxMessage, Notification, NotificationStatus, Priority
 
@@ -20,10 +20,10 @@ class NotificationFilter(django_filters.FilterSet):
 
 
 class InboxFilter(django_filters.FilterSet):
-    unread = django_filters.BooleanFilter(
+    unread = BooleanFilter(
         field_name="read_at", lookup_expr="isnull", help_text="true: unread messages only; false: read ones only."
     )
-    archived = django_filters.BooleanFilter(
+    archived = BooleanFilter(
         field_name="archived_at",
         lookup_expr="isnull",
         exclude=True,
