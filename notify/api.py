@@ -114,7 +114,7 @@ class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
         operation_description=(
             "`overall` and `last_24h`: counts by status, channel and priority, success rate and latency. "
             "`last_hour`: 60 per-minute buckets, oldest first, the last one the current minute; each is "
-            '`{"minute": "<UTC start of the minute>", "email": n, "telegram": n}`, the notifications sent '
+            '`{"minute": "<UTC start of the minute>", "email": n, "telegram": n, "in_app": n}`, the notifications sent '
             "(by `sent_at`) in that minute."
         ),
         responses={200: NotificationStatsSerializer},
