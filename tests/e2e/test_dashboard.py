@@ -9,7 +9,7 @@ import pytest
 from knox.models import AuthToken
 from playwright.sync_api import expect
 
-from notify.models import FINAL_STATUSES, Notification
+from notify.models import FINAL_STATUSES, InboxMessage, Notification
 from orders.models import Order
 from tests.e2e.conftest import api_client, token_for, wait_until
 from tests.factories import PASSWORD, StaffFactory, UserFactory
@@ -209,6 +209,152 @@ def test_a_user_sees_none_of_another_users_orders(hub, browser_page):
         expect(_order_row(page, pk)).to_have_count(0)
     expect(page.locator("#feed")).not_to_contain_text("ORD-BOB")
     expect(page.locator("table#notifications")).not_to_contain_text(bob.email)
+
+
+def _send_in_app(api, username, *titles):
+    """Sends `username` one in_app notification per title, in one request; the notifications' ids."""
+    items = [{"recipient_type": "in_app", "recipient": username, "title": t, "message": f"About {t}"} for t in titles]
+    r = api.post("/notifications/bulk/", json={"notifications": items})
+    assert r.status_code == 202, r.text
+    return r.json()["ids"]
+
+
+def _bell(page):
+    return page.locator("#inbox-button")
+
+
+def _inbox_item(page, title):
+    return page.locator("#inbox-list li", has_text=title)
+
+
+def _expect_unread(page, n):
+    """The bell's badge and accessible name say `n` unread (no badge at 0)."""
+    if n:
+        expect(page.locator("#inbox-badge")).to_have_text(str(n))
+        expect(_bell(page)).to_have_accessible_name(f"Inbox, {n} unread")
+    else:
+        expect(page.locator("#inbox-badge")).to_be_hidden()
+        expect(_bell(page)).to_have_accessible_name("Inbox")
+
+
+def test_an_in_app_message_sent_from_the_form_rings_the_bell_live(hub, browser_page):
+    ann, bob = UserFactory(password=PASSWORD), UserFactory(password=PASSWORD)
+    ann_page, bob_page = browser_page(), browser_page()
+    _sign_in(ann_page, hub.url, ann)
+    _sign_in(bob_page, hub.url, bob)
+    _expect_unread(ann_page, 0)
+    ann_page.evaluate("window.loadedOnce = true")
+
+    form = bob_page.locator("form#send-notification")
+    form.locator("select[name=recipient_type]").select_option("in_app")
+    expect(form.locator("input[name=recipient]")).to_have_attribute("placeholder", "Username, e.g. demo_user")
+    form.locator("input[name=recipient]").fill(ann.username)
+    form.locator("input[name=title]").fill("Lunch at noon")
+    form.locator("textarea[name=message]").fill("In the big room")
+    form.locator("[type=submit]").click()
+    row = bob_page.locator("table#notifications tbody tr[data-notification-id]")
+    expect(row.locator(".channel-in_app")).to_have_text("In-app")
+    expect(row.locator(".badge")).to_have_attribute("data-status", "sent")
+
+    _expect_unread(ann_page, 1)
+    _bell(ann_page).click()
+    expect(_bell(ann_page)).to_have_attribute("aria-expanded", "true")
+    item = _inbox_item(ann_page, "Lunch at noon")
+    expect(item).to_be_visible()
+    expect(item).to_contain_text("In the big room")
+    expect(item).to_have_class("inbox-item is-unread")
+    expect(item.locator("button[data-change=read]")).to_have_accessible_name("Mark read: Lunch at noon")
+    expect(ann_page.locator("#feed li[data-type='inbox.message_created']")).to_contain_text("Lunch at noon")
+    # Opening the panel told the hub the reader has seen it: still unread, no longer unseen.
+    ann_api = api_client(hub.url, token_for(hub.url, ann))
+    wait_until(lambda: ann_api.get("/inbox/counts/").json() == {"unseen": 0, "unread": 1}, what="the inbox seen")
+    _expect_unread(ann_page, 1)
+    assert ann_page.evaluate("window.loadedOnce") is True  # the same page, not a reload
+    expect(bob_page.locator("#inbox-list li")).to_have_count(0)  # the sender's inbox has none of it
+    _expect_unread(bob_page, 0)
+
+    ann_page.keyboard.press("Escape")
+    expect(ann_page.locator("#inbox-panel")).to_be_hidden()
+    expect(_bell(ann_page)).to_be_focused()
+
+
+def test_reading_a_message_on_one_device_shows_on_the_other(hub, browser_page):
+    user = UserFactory(password=PASSWORD)
+    staff_api = api_client(hub.url, token_for(hub.url, StaffFactory(password=PASSWORD)))
+    (notification_id,) = _send_in_app(staff_api, user.username, "Your parcel")
+    desk, phone = browser_page(), browser_page(width=PHONE, height=844)
+    for page in (desk, phone):
+        _sign_in(page, hub.url, user)
+        _expect_unread(page, 1)  # from the snapshot
+        _bell(page).click()
+    item = _inbox_item(phone, "Your parcel")
+    message = InboxMessage.objects.get(notification_id=notification_id)
+    expect(item).to_have_attribute("data-message-id", str(message.pk))
+    # On the phone the panel fits the screen.
+    box = phone.locator("#inbox-panel").bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE, box
+    assert phone.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth") <= 0
+
+    _inbox_item(desk, "Your parcel").locator("button[data-change=read]").click()
+    for page in (desk, phone):
+        _expect_unread(page, 0)
+        expect(_inbox_item(page, "Your parcel")).to_have_class("inbox-item")
+        expect(_inbox_item(page, "Your parcel").locator("button[data-change=unread]")).to_contain_text("Mark unread")
+
+    item.locator("button[data-change=unread]").click()
+    _expect_unread(desk, 1)
+    expect(_inbox_item(desk, "Your parcel")).to_have_class("inbox-item is-unread")
+
+    item.locator("button[data-change=archive]").click()
+    for page in (desk, phone):
+        expect(page.locator("#inbox-list li")).to_have_count(0)
+        expect(page.locator("#inbox-empty")).to_be_visible()
+        _expect_unread(page, 0)
+
+
+def test_read_all_clears_the_count_on_every_page_and_another_user_sees_none(hub, browser_page):
+    ann, bob = UserFactory(password=PASSWORD), UserFactory(password=PASSWORD)
+    sender = api_client(hub.url, token_for(hub.url, UserFactory(password=PASSWORD)))
+    first, second, bob_page = browser_page(), browser_page(), browser_page()
+    _sign_in(first, hub.url, ann)
+    _sign_in(second, hub.url, ann)
+    _sign_in(bob_page, hub.url, bob)
+
+    titles = [f"Note {n}" for n in range(1, 23)]  # more than the first page's 20
+    _send_in_app(sender, ann.username, *titles)
+    for page in (first, second):
+        _expect_unread(page, 22)
+    _bell(first).click()
+    expect(first.locator("#inbox-list li")).to_have_count(22)  # live, so all of them, newest first
+    expect(first.locator("#inbox-list li").first).to_contain_text("Note 22")
+
+    first.reload()  # the snapshot: the first page, then the rest on request
+    expect(first.locator("#connection")).to_have_attribute("data-state", "connected")
+    _expect_unread(first, 22)
+    _bell(first).click()
+    expect(first.locator("#inbox-list li")).to_have_count(20)
+    first.click("#inbox-more")
+    expect(first.locator("#inbox-list li")).to_have_count(22)
+    expect(first.locator("#inbox-more")).to_be_hidden()
+    expect(first.locator("#inbox-list li").last).to_contain_text("Note 1")
+
+    first.click("#inbox-read-all")
+    for page in (first, second):
+        _expect_unread(page, 0)
+        expect(page.locator("#inbox-list li.is-unread")).to_have_count(0)
+    expect(second.locator("#feed li[data-type='inbox.counts_changed']").first).to_contain_text("all marked read")
+
+    # Bob's page had none of it: a message of his own, after all of Ann's, comes alone.
+    _send_in_app(sender, bob.username, "For Bob")
+    _expect_unread(bob_page, 1)
+    expect(bob_page.locator("#inbox-list li")).to_have_count(1)
+    expect(bob_page.locator("#feed")).not_to_contain_text("Note 1")
+    expect(bob_page.locator("#feed li[data-type^='inbox.']")).to_have_count(2)  # his message and his count
+    _expect_unread(first, 0)
+
+    first.click("#signout")
+    expect(first.locator("#signin")).to_be_visible()
+    assert first.locator("#inbox-list li").count() == 0
 
 
 def test_the_dashboard_fits_a_phone_and_a_desktop(hub, browser_page, tmp_path):

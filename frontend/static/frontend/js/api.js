@@ -25,7 +25,7 @@ export function whenUnauthorized(callback) {
 }
 
 async function request(method, path, { body, params, headers = {}, auth = true } = {}) {
-  const url = new URL(BASE + path, location.origin);
+  const url = new URL(path.startsWith("/") ? path : BASE + path, location.origin);
   for (const [name, value] of Object.entries(params ?? {})) url.searchParams.set(name, value);
   const sentToken = auth ? token : null;
   const init = { method, headers: { Accept: "application/json", ...headers }, credentials: "omit" };
@@ -64,4 +64,14 @@ export const api = {
     }),
   retryNotification: (id) => request("POST", `notifications/${id}/retry/`),
   stats: () => request("GET", "notifications/stats/"),
+  inbox: () => request("GET", "inbox/"),
+  inboxCounts: () => request("GET", "inbox/counts/"),
+  // A page the API linked to ("next"), asked of this origin whatever host the link names.
+  page: (link) => {
+    const { pathname, search } = new URL(link, location.origin);
+    return request("GET", pathname + search);
+  },
+  changeInboxMessage: (id, change) => request("POST", `inbox/${id}/${change}/`),
+  markInbox: (state, upTo) =>
+    request("POST", state === "read" ? "inbox/read-all/" : "inbox/seen/", { body: upTo ? { up_to: upTo } : {} }),
 };

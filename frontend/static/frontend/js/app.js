@@ -9,6 +9,7 @@
 import { api, setToken, whenUnauthorized } from "./api.js";
 import { $, h, showError } from "./dom.js";
 import { createFeed } from "./feed.js";
+import { createInbox } from "./inbox.js";
 import { createNotificationsTable, notificationFromApi } from "./notifications.js";
 import { createOrderDetail } from "./order-detail.js";
 import { createOrdersTable, orderFromApi, orderFromEvent } from "./orders.js";
@@ -50,6 +51,7 @@ const detail = createOrderDetail({ isStaff, onOrder: (order) => orders.upsert(or
 const stats = createStats($("#stats"));
 const notifications = createNotificationsTable({ isStaff, orderLabel, onTransition: stats.transition });
 const feed = createFeed({ orderLabel });
+const inbox = createInbox();
 const sendForm = setUpSendForm({ onSent: (notification) => notifications.addIfAbsent(notification) });
 
 const socket = new EventSocket({
@@ -123,6 +125,11 @@ function applyEvent({ type, data }) {
     case "notification.status_changed":
       notifications.applyEvent(data);
       break;
+    case "inbox.message_created":
+    case "inbox.message_changed":
+    case "inbox.counts_changed":
+      inbox.applyEvent(type, data);
+      break;
   }
 }
 
@@ -137,15 +144,18 @@ async function reload() {
   session.loading = true;
   $("#dashboard").setAttribute("aria-busy", "true");
   try {
-    const [orderPage, notificationPage, statsBody] = await Promise.all([
+    const [orderPage, notificationPage, statsBody, inboxPage, inboxCounts] = await Promise.all([
       api.orders(),
       api.notifications(),
       api.stats(),
+      api.inbox(),
+      api.inboxCounts(),
     ]);
     if (generation !== session.generation) return;
     orders.load(orderPage.results.map(orderFromApi), orderPage.count);
     notifications.load(notificationPage.results.map(notificationFromApi), notificationPage.count);
     stats.load(statsBody);
+    inbox.load(inboxPage, inboxCounts);
     session.loaded = true;
     showConnection();
     notice("");
@@ -197,6 +207,7 @@ function end(message = "") {
   orders.clear();
   notifications.clear();
   feed.clear();
+  inbox.clear();
   stats.clear();
   sendForm.reset();
   notice("");

@@ -40,6 +40,12 @@ export function humanize(value) {
   return text.charAt(0).toUpperCase() + text.slice(1);
 }
 
+const CHANNEL_LABELS = { email: "Email", telegram: "Telegram", in_app: "In-app" };
+
+export function channelTag(channel) {
+  return h("span", { class: `channel channel-${channel}` }, CHANNEL_LABELS[channel] ?? humanize(channel));
+}
+
 export function badge(status) {
   return h("span", { class: "badge", "data-status": status }, humanize(status));
 }

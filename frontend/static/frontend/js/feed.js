@@ -1,6 +1,7 @@
 // The live feed: every event as it arrives, newest first, filtered by type.
 
-import { $, $$, arrow, badge, formatTime, h, humanize, timeEl } from "./dom.js";
+import { $, $$, arrow, badge, channelTag, formatTime, h, humanize, timeEl } from "./dom.js";
+import { KIND_LABELS } from "./inbox.js";
 
 const MAX_ITEMS = 200;
 
@@ -12,6 +13,9 @@ export const EVENT_LABELS = {
   "customer.updated": "Customer updated",
   "notification.created": "Notification",
   "notification.status_changed": "Delivery",
+  "inbox.message_created": "Inbox message",
+  "inbox.message_changed": "Inbox change",
+  "inbox.counts_changed": "Inbox counts",
 };
 
 const muted = (text) => h("span", { class: "muted" }, text);
@@ -32,13 +36,24 @@ function describe({ type, data }, orderLabel) {
     case "notification.created":
     case "notification.status_changed":
       return [
-        h("span", { class: `channel channel-${data.channel}` }, humanize(data.channel)),
+        channelTag(data.channel),
         data.order_id ? h("strong", {}, orderLabel(data.order_id)) : null,
         data.old_status ? [badge(data.old_status), arrow()] : null,
         badge(data.status),
         h("span", { class: "muted ellipsis" }, data.title),
         data.last_error && data.status !== "sent" ? h("span", { class: "reason" }, data.last_error) : null,
       ];
+    case "inbox.message_created":
+      return [h("strong", {}, data.title), muted(KIND_LABELS[data.kind] ?? humanize(data.kind))];
+    case "inbox.message_changed":
+      return [h("strong", {}, data.title), muted(data.archived_at ? "archived" : data.read_at ? "read" : "unread")];
+    case "inbox.counts_changed": {
+      const all = data.marked_all;
+      return [
+        muted(`${data.unread} unread, ${data.unseen} unseen`),
+        all ? muted(`all marked ${all.state}${all.up_to ? ` up to #${all.up_to}` : ""}`) : null,
+      ];
+    }
     default:
       return [muted(type)];
   }

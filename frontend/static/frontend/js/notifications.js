@@ -1,7 +1,7 @@
 // The notifications table: loaded over REST, then kept current by notification.* events.
 // Every status change it sees is reported, so the stats can follow along.
 
-import { $, badge, h, humanize, showError, timeEl } from "./dom.js";
+import { $, badge, channelTag, h, showError, timeEl } from "./dom.js";
 import { api } from "./api.js";
 import { createRows } from "./rows.js";
 
@@ -52,7 +52,7 @@ export function createNotificationsTable({ isStaff, orderLabel, onTransition }) 
         h("span", { class: "title" }, n.title),
         h("span", { class: "recipient" }, n.recipient || "no recipient"),
       ),
-      h("td", { "data-label": "Channel" }, h("span", { class: `channel channel-${n.channel}` }, humanize(n.channel))),
+      h("td", { "data-label": "Channel" }, channelTag(n.channel)),
       h(
         "td",
         { class: "status", "data-label": "Status" },

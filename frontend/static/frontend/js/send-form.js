@@ -10,7 +10,11 @@ const LABELS = {
   message: "Message",
   priority: "Priority",
 };
-const PLACEHOLDERS = { email: "name@example.com", telegram: "Chat id, e.g. 123456789" };
+const PLACEHOLDERS = {
+  email: "name@example.com",
+  telegram: "Chat id, e.g. 123456789",
+  in_app: "Username, e.g. demo_user",
+};
 
 export function setUpSendForm({ onSent }) {
   const form = $("#send-notification");

@@ -4,10 +4,17 @@
 import { $, formatShortTime, h, svg } from "./dom.js";
 
 const MINUTE = 60_000;
+// `word`: the channel in a sentence ("3 email, 1 Telegram and 0 in-app").
 const CHANNELS = [
-  { key: "email", label: "Email" },
-  { key: "telegram", label: "Telegram" },
+  { key: "email", label: "Email", word: "email" },
+  { key: "telegram", label: "Telegram", word: "Telegram" },
+  { key: "in_app", label: "In-app", word: "in-app" },
 ];
+const emptyCounts = () => Object.fromEntries(CHANNELS.map(({ key }) => [key, 0]));
+const inWords = (counts) => {
+  const parts = CHANNELS.map(({ key, word }) => `${counts[key]} ${word}`);
+  return `${parts.slice(0, -1).join(", ")} and ${parts.at(-1)}`;
+};
 const IN_FLIGHT = new Set(["pending", "queued", "sending"]);
 
 function cardKey(status) {
@@ -29,7 +36,7 @@ export function createStats(root) {
     if (!buckets.length) return false;
     let moved = false;
     while (buckets.at(-1).minute < minute) {
-      buckets.push({ minute: buckets.at(-1).minute + MINUTE, email: 0, telegram: 0 });
+      buckets.push({ minute: buckets.at(-1).minute + MINUTE, ...emptyCounts() });
       buckets.shift();
       moved = true;
     }
@@ -57,7 +64,7 @@ export function createStats(root) {
     const pad = { left: 34, right: 8, top: 12, bottom: 26 };
     const plotW = width - pad.left - pad.right;
     const plotH = height - pad.top - pad.bottom;
-    const totals = buckets.map((b) => b.email + b.telegram);
+    const totals = buckets.map((b) => CHANNELS.reduce((n, { key }) => n + b[key], 0));
     const peak = Math.max(...totals, 0);
     const top = Math.max(2, Math.ceil(peak / 2) * 2);
     const y = (value) => pad.top + plotH - (value / top) * plotH;
@@ -86,7 +93,7 @@ export function createStats(root) {
         base += bucket[key];
         return rect;
       });
-      const label = `${minuteLabel(bucket.minute)}: ${bucket.email} email, ${bucket.telegram} Telegram`;
+      const label = `${minuteLabel(bucket.minute)}: ${inWords(bucket)}`;
       return svg(
         "g",
         {},
@@ -115,7 +122,7 @@ export function createStats(root) {
 
     const sums = Object.fromEntries(CHANNELS.map(({ key }) => [key, buckets.reduce((n, b) => n + b[key], 0)]));
     const summary =
-      `Deliveries per minute over the last hour: ${sums.email} by email and ${sums.telegram} by Telegram` +
+      `Deliveries per minute over the last hour: ${inWords(sums)}` +
       (peak ? `, at most ${peak} in one minute.` : ".");
     const middle = { x: pad.left + plotW / 2, y: pad.top + plotH / 2, "text-anchor": "middle" };
     const empty = peak ? null : svg("text", { class: "empty", ...middle }, "No deliveries in the last hour");
@@ -163,7 +170,10 @@ export function createStats(root) {
         failed: byStatus.failed,
         pending: byStatus.pending + byStatus.queued + byStatus.sending,
       };
-      buckets = stats.last_hour.map((b) => ({ minute: Date.parse(b.minute), email: b.email, telegram: b.telegram }));
+      buckets = stats.last_hour.map((b) => ({
+        minute: Date.parse(b.minute),
+        ...Object.fromEntries(CHANNELS.map(({ key }) => [key, b[key] ?? 0])),
+      }));
       shift();
       render();
     },
