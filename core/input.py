@@ -1,7 +1,8 @@
 """Bounds on what a request may send, each refused in the one error shape:
 a body over `DATA_UPLOAD_MAX_MEMORY_SIZE` (413), JSON nested deeper than
-`JSON_MAX_DEPTH` (400 `parse_error`), and times whose UTC offset no place on
-Earth uses (400 `validation_error`)."""
+`JSON_MAX_DEPTH` (400 `parse_error`), a body where an action takes none
+(400), and times whose UTC offset no place on Earth uses (400
+`validation_error`)."""
 
 import io
 from datetime import UTC, timedelta
@@ -23,6 +24,13 @@ class RequestTooLarge(exceptions.APIException):
     def __init__(self, limit):
         super().__init__(f"The request body is larger than the limit of {limit} bytes.")
         self.extra = {"limit_bytes": limit}
+
+
+def body_refused(request):
+    """For an action that takes no body: one that is there is refused (malformed
+    JSON by the parser), not ignored. Nothing, `{}` or `[]` will do."""
+    if request.data:
+        raise exceptions.ValidationError({"non_field_errors": ["This takes no body: send none."]})
 
 
 def _depth(data):

@@ -7,6 +7,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from core.filters import FilterBackend, KnownQueryParams
+from core.input import body_refused
 from core.pagination import CursorPagination
 from core.permissions import IsStaff
 from core.schema import error_response
@@ -131,6 +132,7 @@ class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
     )
     @action(detail=True, methods=["post"], filter_backends=[])
     def retry(self, request, pk=None):
+        body_refused(request)
         notification = services.notification_retry(notification=self.get_object(), by=request.user)
         return Response(NotificationSerializer(notification).data, status=status.HTTP_202_ACCEPTED)
 
@@ -185,6 +187,7 @@ class InboxViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         return Response(selectors.inbox_counts(user=request.user))
 
     def _change(self, change):
+        body_refused(self.request)
         message = inbox.inbox_message_change(message=self.get_object(), change=change)
         return Response(InboxMessageSerializer(message).data)
 

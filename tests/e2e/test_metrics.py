@@ -90,14 +90,14 @@ def test_metrics_count_what_web_worker_and_sockets_did(services_hub, metrics_sto
 
         def all_sent():
             rows = list(Notification.objects.values_list("channel", "status"))
-            return len(rows) == 2 and all(status in FINAL_STATUSES for _, status in rows) and rows
+            return len(rows) == 3 and all(status in FINAL_STATUSES for _, status in rows) and rows
 
-        rows = wait_until(all_sent, WORKER_TIMEOUT, what="both order notifications delivered")
-        assert sorted(rows) == [("email", "sent"), ("telegram", "sent")]
+        rows = wait_until(all_sent, WORKER_TIMEOUT, what="the order's notifications delivered")
+        assert sorted(rows) == [("email", "sent"), ("in_app", "sent"), ("telegram", "sent")]
         seen = _read_events(
             ws,
             lambda events: (
-                sum(e["type"] == "notification.status_changed" and e["data"]["status"] == "sent" for e in events) == 2
+                sum(e["type"] == "notification.status_changed" and e["data"]["status"] == "sent" for e in events) == 3
             ),
             WORKER_TIMEOUT,
         )
@@ -107,6 +107,7 @@ def test_metrics_count_what_web_worker_and_sockets_did(services_hub, metrics_sto
                 (s := _scrape(url, staff_key))
                 and _value(s, "hub_notifications_finished_total", channel="email", status="sent") == 1
                 and _value(s, "hub_notifications_finished_total", channel="telegram", status="sent") == 1
+                and _value(s, "hub_notifications_finished_total", channel="in_app", status="sent") == 1
                 and s
             ),
             WORKER_TIMEOUT,

@@ -124,4 +124,7 @@ def test_a_verified_claim_moves_the_record_and_its_live_feed_to_its_owner(hub):
     assert _events(creator_feed) == []
     for ws in (creator_feed, ann_feed):
         ws.close()
-    wait_until(lambda: Notification.objects.filter(order_id=order["id"]).count() == 2, what="the order's notifications")
+    # Mail, Telegram and the inbox of Ann, who owns the record now.
+    notifications = Notification.objects.filter(order_id=order["id"])
+    wait_until(lambda: notifications.count() == 3, what="the order's notifications")
+    assert notifications.get(channel="in_app").recipient == "ann"

@@ -298,6 +298,16 @@ def test_read_unread_archive_and_unarchive_move_the_message_and_the_counts(user,
     assert last.data == {"unseen": 0, "unread": 1, "marked_all": None}
 
 
+def test_a_change_to_one_message_takes_no_body(user, other_user):
+    client = client_for(other_user)
+    message = send_and_deliver(user, other_user)
+    url = f"{INBOX_URL}{message.pk}/read/"
+    assert client.post(url, b"\x00", content_type="application/json").status_code == 400
+    assert_validation_error(client.post(url, {"read": False}), "non_field_errors")
+    assert InboxMessage.objects.get().read_at is None
+    assert client.post(url, {}).status_code == 200
+
+
 def test_archiving_a_read_message_changes_no_count_and_says_only_that_it_changed(user, other_user):
     client = client_for(other_user)
     message = send_and_deliver(user, other_user)
