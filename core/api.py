@@ -1,5 +1,5 @@
 from django.contrib.auth import logout
-from drf_yasg.utils import swagger_auto_schema
+from drf_yasg.utils import no_body, swagger_auto_schema
 from knox.models import AuthToken
 from rest_framework import status
 from rest_framework.permissions import AllowAny
@@ -51,7 +51,7 @@ class TokenCheckApi(APIView):
 
 
 class LogoutApi(APIView):
-    @swagger_auto_schema(operation_summary="Revoke the token in use", request_body=None, responses={204: ""})
+    @swagger_auto_schema(operation_summary="Revoke the token in use", request_body=no_body, responses={204: ""})
     def post(self, request):
         if isinstance(request.auth, AuthToken):
             services.auth_token_revoke(token=request.auth)

@@ -1,5 +1,5 @@
 from drf_yasg import openapi
-from drf_yasg.utils import swagger_auto_schema
+from drf_yasg.utils import no_body, swagger_auto_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -127,7 +127,7 @@ class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
 
     @swagger_auto_schema(
         operation_summary="Retry a failed notification (staff)",
-        request_body=None,
+        request_body=no_body,
         responses={202: NotificationSerializer, 409: error_response("Not failed")},
     )
     @action(detail=True, methods=["post"], filter_backends=[])
@@ -138,7 +138,7 @@ class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
 
 
 def _message_change_schema(summary):
-    return swagger_auto_schema(operation_summary=summary, request_body=None, responses={200: InboxMessageSerializer})
+    return swagger_auto_schema(operation_summary=summary, request_body=no_body, responses={200: InboxMessageSerializer})
 
 
 def _mark_all_schema(summary):

@@ -1,4 +1,4 @@
-from drf_yasg.utils import swagger_auto_schema
+from drf_yasg.utils import no_body, swagger_auto_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
@@ -73,7 +73,7 @@ class VerifyResendApi(APIView):
     @swagger_auto_schema(
         operation_summary="Mail a new verification code",
         operation_description="The code sent before stops working. Throttled (`VERIFY_RESEND_THROTTLE_RATE`).",
-        request_body=None,
+        request_body=no_body,
         responses={202: "", 409: error_response("`already_verified`")},
     )
     def post(self, request):

@@ -1,4 +1,4 @@
-from drf_yasg.utils import swagger_auto_schema
+from drf_yasg.utils import no_body, swagger_auto_schema
 from knox.models import AuthToken
 from rest_framework import status
 from rest_framework.response import Response
@@ -26,7 +26,7 @@ class TicketApi(APIView):
             "(`&last_event_id=…`) and the socket also gets what happens before it opens. "
             "The socket ends (close code 4401) when the token or session that asked for the ticket does."
         ),
-        request_body=None,
+        request_body=no_body,
         responses={201: TicketSerializer},
     )
     def post(self, request):
