@@ -156,7 +156,11 @@ class InboxMessage(models.Model):
     kind = models.CharField(max_length=30, choices=NotificationKind.choices)
     title = models.CharField(max_length=200)
     message = models.TextField()
-    order = models.ForeignKey("orders.Order", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The order it was about, as a reference only: a worker may store a message
+    # while the order is being deleted, and the message outlives the order.
+    order = models.ForeignKey(
+        "orders.Order", null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     seen_at = models.DateTimeField(null=True, blank=True)
     read_at = models.DateTimeField(null=True, blank=True)

@@ -198,6 +198,15 @@ def test_an_order_adds_an_in_app_row_for_the_customers_account(user, staff):
     assert order.tracking_number in message.message
 
 
+def test_an_orders_inbox_message_outlives_the_order(user, staff):
+    order = OrderFactory(created_by=user)
+    deliver(Notification.objects.get(order=order, channel="in_app"))
+
+    order_services.order_delete(order=order, by=staff)
+
+    assert InboxMessage.objects.get(user=user).order_id == order.pk  # what it was about, as sent
+
+
 def test_an_order_of_a_customer_who_turned_off_in_app_messages_skips_its_row(user, staff):
     order = OrderFactory(created_by=user)
     order.customer.preferences.in_app_enabled = False
