@@ -31,13 +31,14 @@ class _TrueOrFalseField(forms.NullBooleanField):
 
     widget = forms.TextInput  # the raw value: Django's select makes anything unknown None
 
+    choices = {"true": True, "1": True, "false": False, "0": False}
+
     def to_python(self, value):
         if value in (None, ""):
             return None
-        choices = {"true": True, "1": True, "false": False, "0": False}
-        if str(value).lower() not in choices:
+        if str(value).lower() not in self.choices:
             raise forms.ValidationError("Use true or false.", code="invalid")
-        return choices[str(value).lower()]
+        return self.choices[str(value).lower()]
 
 
 class BooleanFilter(django_filters.BooleanFilter):

@@ -21,6 +21,13 @@ class _StrictPageSize:
     def get_page_size(self, request):
         return _positive_int(request, self.page_size_query_param, self.max_page_size) or self.page_size
 
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"].update({"minimum": 1, "maximum": self.max_page_size})
+        return parameters
+
 
 class PageNumberPagination(_StrictPageSize, pagination.PageNumberPagination):
     """Pages of 20 by default; `page` and `page_size` must be positive integers
@@ -33,12 +40,9 @@ class PageNumberPagination(_StrictPageSize, pagination.PageNumberPagination):
 
     def get_schema_operation_parameters(self, view):
         parameters = super().get_schema_operation_parameters(view)
-        bounds = {
-            self.page_query_param: {"minimum": 1},
-            self.page_size_query_param: {"minimum": 1, "maximum": self.max_page_size},
-        }
         for parameter in parameters:
-            parameter["schema"].update(bounds[parameter["name"]])
+            if parameter["name"] == self.page_query_param:
+                parameter["schema"]["minimum"] = 1
         return parameters
 
 
@@ -52,10 +56,3 @@ class CursorPagination(_StrictPageSize, pagination.CursorPagination):
 
     def get_ordering(self, request, queryset, view):
         return (view.ordering,)
-
-    def get_schema_operation_parameters(self, view):
-        parameters = super().get_schema_operation_parameters(view)
-        for parameter in parameters:
-            if parameter["name"] == self.page_size_query_param:
-                parameter["schema"].update({"minimum": 1, "maximum": self.max_page_size})
-        return parameters

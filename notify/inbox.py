@@ -91,14 +91,14 @@ def inbox_message_change(*, message, change):
     done already (reading a read message) changes nothing and says nothing."""
     inbox = _inbox_locked(message.user_id)
     message = InboxMessage.objects.get(pk=message.pk)  # as it stands now that its inbox is ours
-    before, counted = [getattr(message, name) for name in _STATE_FIELDS], _counted(message)
+    state, (was_unseen, was_unread) = [getattr(message, name) for name in _STATE_FIELDS], _counted(message)
     INBOX_CHANGES[change](message, timezone.now())
-    if [getattr(message, name) for name in _STATE_FIELDS] == before:
+    if [getattr(message, name) for name in _STATE_FIELDS] == state:
         return message
     message.save(update_fields=_STATE_FIELDS)
     specs = [events.inbox_message_changed(_message_data(message), owner_id=message.user_id)]
-    (unseen, unread), (was_unseen, was_unread) = _counted(message), counted
-    if (unseen, unread) != counted:
+    unseen, unread = _counted(message)
+    if (unseen, unread) != (was_unseen, was_unread):
         inbox.unseen += unseen - was_unseen
         inbox.unread += unread - was_unread
         inbox.save()

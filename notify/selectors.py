@@ -1,6 +1,7 @@
 from datetime import UTC, timedelta
 from statistics import median, quantiles
 
+from django.contrib.auth import get_user_model
 from django.db.models import Count, Q
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
@@ -18,6 +19,13 @@ def notification_list(*, user):
     return notifications.filter(
         Q(sender=user) | Q(order__in=order_list(user=user)) | Q(customer__in=customer_list(user=user))
     )
+
+
+def accounts_active_named(usernames):
+    """{username: user} of the active accounts among `usernames`: who an in_app notification may go to."""
+    User = get_user_model()
+    found = User.objects.filter(is_active=True, **{f"{User.USERNAME_FIELD}__in": usernames})
+    return {user.get_username(): user for user in found}
 
 
 def inbox_message_list(*, user):

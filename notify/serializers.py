@@ -1,12 +1,12 @@
 import re
 
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from rest_framework import serializers
 
 from core.serializers import StrictInputMixin
 from notify.models import Channel, Inbox, InboxMessage, Notification, NotificationAttempt, NotificationStatus, Priority
+from notify.selectors import accounts_active_named
 from orders.models import validate_telegram_chat_id
 
 BULK_LIMIT = 1000
@@ -31,9 +31,7 @@ def _telegram_chat_id(text):
 
 def _accounts_missing(usernames):
     """Those of `usernames` that name no active account."""
-    User = get_user_model()
-    found = User.objects.filter(is_active=True, **{f"{User.USERNAME_FIELD}__in": usernames})
-    return set(usernames) - set(found.values_list(User.USERNAME_FIELD, flat=True))
+    return set(usernames) - set(accounts_active_named(usernames))
 
 
 NO_ACCOUNT = "No active account has this username."

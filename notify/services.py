@@ -226,11 +226,16 @@ def _customer_account(customer, actor):
     return owner if owner.is_active else None
 
 
+def _subject(template, context):
+    """`template`/subject.txt on one line: it becomes a title and a mail's Subject."""
+    return " ".join(render_to_string(f"{template}/subject.txt", context).split())
+
+
 def _order_event_rows(order_event):
     order, customer = order_event.order, order_event.order.customer
     kind = _ORDER_EVENT_KINDS[order_event.kind]
     context = {"order": order, "customer": customer, "event": order_event}
-    title = " ".join(render_to_string(f"notify/{kind}/subject.txt", context).split())
+    title = _subject(f"notify/{kind}", context)
     base = {
         "kind": kind,
         "title": title,
@@ -285,7 +290,7 @@ def email_verification_notify(*, user, code):
     """
     context = {"user": user, "code": code, "hours": round(settings.EMAIL_VERIFICATION_TTL.total_seconds() / 3600)}
     template = f"notify/{NotificationKind.EMAIL_VERIFICATION}"
-    title = " ".join(render_to_string(f"{template}/subject.txt", context).split())
+    title = _subject(template, context)
     item = {
         "kind": NotificationKind.EMAIL_VERIFICATION,
         "channel": Channel.EMAIL,
@@ -563,7 +568,7 @@ def _failures_alert(failed):
                 "kind": NotificationKind.DELIVERY_FAILED,
                 "channel": Channel.IN_APP,
                 "recipient": sender.get_username(),
-                "title": " ".join(render_to_string(f"{template}/subject.txt", context).split()),
+                "title": _subject(template, context),
                 "message": render_to_string(f"{template}/body.txt", context).strip(),
             }
         )

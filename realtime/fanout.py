@@ -7,7 +7,8 @@ web process receives once on one subscription; in embedded mode straight to
 this process's event loop. Either way `_dispatch` runs on the loop the
 sockets live on, one batch after another, and gives each event to the
 sockets allowed to see it: every staff socket, and the sockets of the users
-in its audience (a private event, a user's inbox, its audience alone). The frame's text was made once, by the relay.
+in its audience (a private event, a user's inbox: its audience alone). The
+frame's text was made once, by the relay.
 
 The log's ids have no holes, and the relay sends them in order, so a batch
 that does not start right after the last one this process got means

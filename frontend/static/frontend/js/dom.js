@@ -40,7 +40,7 @@ export function humanize(value) {
   return text.charAt(0).toUpperCase() + text.slice(1);
 }
 
-const CHANNEL_LABELS = { email: "Email", telegram: "Telegram", in_app: "In-app" };
+export const CHANNEL_LABELS = { email: "Email", telegram: "Telegram", in_app: "In-app" };
 
 export function channelTag(channel) {
   return h("span", { class: `channel channel-${channel}` }, CHANNEL_LABELS[channel] ?? humanize(channel));

@@ -1,14 +1,14 @@
 // Delivery cards and the last-hour chart. Both start from GET /notifications/stats/ and then
 // follow the notifications' status changes as the table sees them.
 
-import { $, formatShortTime, h, svg } from "./dom.js";
+import { $, CHANNEL_LABELS, formatShortTime, h, svg } from "./dom.js";
 
 const MINUTE = 60_000;
 // `word`: the channel in a sentence ("3 email, 1 Telegram and 0 in-app").
 const CHANNELS = [
-  { key: "email", label: "Email", word: "email" },
-  { key: "telegram", label: "Telegram", word: "Telegram" },
-  { key: "in_app", label: "In-app", word: "in-app" },
+  { key: "email", label: CHANNEL_LABELS.email, word: "email" },
+  { key: "telegram", label: CHANNEL_LABELS.telegram, word: "Telegram" },
+  { key: "in_app", label: CHANNEL_LABELS.in_app, word: "in-app" },
 ];
 const emptyCounts = () => Object.fromEntries(CHANNELS.map(({ key }) => [key, 0]));
 const inWords = (counts) => {
