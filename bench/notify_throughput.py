@@ -196,14 +196,15 @@ def worker_child_pid(hub):
     return best
 
 
-def start_profile(hub, log_dir, mode):
+def start_profile(pid, name, log_dir, mode):
+    """py-spy recording process `pid` (called `name` in the file's name)
+    until stop_profile; mode: gil, cpu or idle (see --profile)."""
     py_spy = shutil.which("py-spy") or str(Path(PYTHON).with_name("py-spy"))
     if not Path(py_spy).exists():
         raise BenchError("--profile needs py-spy: .venv/bin/pip install py-spy")
-    pid = worker_child_pid(hub)
     if pid is None:
-        raise BenchError("could not find the worker process to profile")
-    output = log_dir / f"worker-profile-{mode}.txt"
+        raise BenchError(f"could not find the {name} process to profile")
+    output = log_dir / f"{name}-profile-{mode}.txt"
     command = [
         py_spy,
         "record",
@@ -510,7 +511,7 @@ def run(args):
             print(f"Daphne on {hub.url}, worker up; registering and posting {args.count} notifications ...")
             token = register(client)
             if args.profile:
-                profile = start_profile(hub, log_dir, args.profile)
+                profile = start_profile(worker_child_pid(hub), "worker", log_dir, args.profile)
             exit_code = 1  # from here on, a failure still has something to report
             before = cpu_now(hub, sink)
             info["post_seconds"] = post_all(client, token, args.count, args.batch, deadline)

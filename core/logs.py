@@ -16,7 +16,6 @@ from functools import lru_cache
 from types import SimpleNamespace
 from urllib.parse import quote
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.utils.encoding import escape_uri_path
 from django.utils.functional import SimpleLazyObject, empty
@@ -222,30 +221,14 @@ class RequestLogMiddleware:
     query string never reaches the line: it may carry a ticket or a token.
     """
 
-    sync_capable = True
-    async_capable = True
-
     def __init__(self, get_response):
         self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
 
     def __call__(self, request):
-        if self.is_async:
-            return self._acall(request)
         started = time.perf_counter()
         request.request_id = request_id_accept(request.headers.get(REQUEST_ID_HEADER))
         with request_id_bound(request.request_id):
             response = self.get_response(request)
-            self._finished(request, response, started)
-        return response
-
-    async def _acall(self, request):
-        started = time.perf_counter()
-        request.request_id = request_id_accept(request.headers.get(REQUEST_ID_HEADER))
-        with request_id_bound(request.request_id):
-            response = await self.get_response(request)
             self._finished(request, response, started)
         return response
 

@@ -1,20 +1,21 @@
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
 # Django must be set up before anything imports models.
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from core.handlers import SyncASGIHandler  # noqa: E402
 from realtime.publish import serve_on_this_loop  # noqa: E402
 from realtime.relay import relay_start  # noqa: E402
 from realtime.routing import websocket_app  # noqa: E402
 
-application = serve_on_this_loop(ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket_app}))
+application = serve_on_this_loop(ProtocolTypeRouter({"http": SyncASGIHandler(), "websocket": websocket_app}))
 
 # Every web process runs a relay: on PostgreSQL one leads and the others stand by.
 relay_start()

@@ -12,18 +12,14 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from asgiref.sync import async_to_sync
-from django.http import HttpResponse
-from django.test import Client, RequestFactory
+from django.test import Client
 
 from core.logs import (
     REDACTED,
     RedactSecretsFilter,
     RequestIdFilter,
-    RequestLogMiddleware,
     json_formatter,
     request_id_bound,
-    request_id_current,
     text_formatter,
 )
 
@@ -160,26 +156,6 @@ def test_request_id_is_new_for_each_request(anon_client):
     second = anon_client.get("/no/such/page/")["X-Request-ID"]
 
     assert first != second
-
-
-def test_request_log_middleware_binds_the_id_on_the_event_loop(caplog):
-    caplog.set_level(logging.INFO, logger="hub.request")
-    seen = []
-
-    async def view(request):
-        seen.append(request_id_current())
-        return HttpResponse(status=201)
-
-    middleware = RequestLogMiddleware(view)
-    request = RequestFactory().post("/somewhere/?key=query-secret-value", HTTP_X_REQUEST_ID="async-1")
-
-    response = async_to_sync(middleware)(request)
-
-    assert response.status_code == 201 and response["X-Request-ID"] == "async-1"
-    assert seen == ["async-1"]
-    assert request_id_current() is None
-    (line,) = _request_lines(caplog)
-    assert (line.method, line.path, line.status, line.request_id) == ("POST", "/somewhere/", 201, "async-1")
 
 
 # ---- filters and formats -----------------------------------------------------------------------
