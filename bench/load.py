@@ -244,16 +244,17 @@ async def _check_against_log(watchers, database_url, after):
                 break
             await asyncio.sleep(0.1)
         watcher.missing = len(expected - watcher.received)
-        watcher.unexpected = len({i for i in watcher.received if i <= through} - expected)
+        watcher.unexpected = len({i for i in watcher.received if after < i <= through} - expected)
 
 
 async def _drive(hub, sink, user_token, staff_token, args):
     url = hub.url
     stop = asyncio.Event()
-    after = await asyncio.to_thread(_log_position, args.database_url)
     watchers = [Watcher(url, user_token, "user", USER), Watcher(url, staff_token, "staff", STAFF)]
     tasks = [asyncio.create_task(w.run(stop)) for w in watchers]
     await asyncio.sleep(1)
+    # Checked from here: the sockets are open, the load has not begun.
+    after = await asyncio.to_thread(_log_position, args.database_url)
     phases = {}
     n, s = args.clients, args.seconds
     # The anchor and the token check take turns in short slices, so that the
