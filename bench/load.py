@@ -52,7 +52,15 @@ from common import (
     services_env,
     wait_until,
 )
-from notify_throughput import Hub, SmtpSink, cpu_now, start_profile, stop_profile, summarize_profile
+from notify_throughput import (
+    Hub,
+    SmtpSink,
+    cpu_now,
+    start_profile,
+    stop_profile,
+    summarize_profile,
+    worker_child_pid,
+)
 
 START_TIMEOUT_SECONDS = 60
 PASSWORD = "bench-Load-2024!"
@@ -81,8 +89,8 @@ def parse_args(argv):
     parser.add_argument(
         "--profile",
         choices=["gil", "cpu", "idle"],
-        help="record the web process with py-spy during the order creates at --clients: gil (the thread "
-        "holding the GIL), cpu (threads on a CPU) or idle (every thread, waiting included)",
+        help="record the web and the worker processes with py-spy during the order creates at --clients: "
+        "gil (the thread holding the GIL), cpu (threads on a CPU) or idle (every thread, waiting included)",
     )
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     return parser.parse_args(argv)
@@ -275,15 +283,19 @@ async def _drive(hub, sink, user_token, staff_token, args):
     before = cpu_now(hub, sink)
     phases["bare write"] = await _phase(url, None, "POST", "/bench/bare/write/", n, s, {}, 201)
     phases["bare write"]["cpu"] = cpu_delta(before, cpu_now(hub, sink))
-    profile = start_profile(hub.pgid("web"), "web", hub.log_dir, args.profile) if args.profile else None
+    profiles = []
+    if args.profile:
+        for name, pid in (("web", hub.pgid("web")), ("worker", worker_child_pid(hub))):
+            profiles.append((name, start_profile(pid, name, hub.log_dir, args.profile)))
     before = cpu_now(hub, sink)
     phases["order create"] = await _phase(url, user_token, "POST", "/api/v1/orders/", n, s, ORDER, 201)
     # The worker and the relay still work on this phase's orders after its last request.
     await asyncio.sleep(2)
     phases["order create"]["cpu"] = cpu_delta(before, cpu_now(hub, sink))
-    if profile and (path := stop_profile(profile)):
-        print(f"py-spy ({args.profile}) of the web process during the order creates, {path}:")
-        print(summarize_profile(path, top=40))
+    for name, profile in profiles:
+        if path := stop_profile(profile):
+            print(f"py-spy ({args.profile}) of the {name} process during the order creates, {path}:")
+            print(summarize_profile(path, top=40))
     phases[f"order create at {args.latency_clients}"] = await _phase(
         url, user_token, "POST", "/api/v1/orders/", args.latency_clients, s, ORDER, 201
     )

@@ -86,6 +86,14 @@ REDIS_URL = env.str("REDIS_URL", default="")
 REDIS_TIMEOUT_SECONDS = env.float("REDIS_TIMEOUT_SECONDS", default=0.5)
 REDIS_RETRY_SECONDS = env.float("REDIS_RETRY_SECONDS", default=5.0)
 
+# HTTP requests a web process runs at once, each in a thread of its own; the
+# others wait their turn on the event loop. The GIL runs one thread at a time,
+# so more threads only make every thread, the relay's and the sockets' event
+# loop among them, wait longer for it.
+HTTP_THREADS = env.int("HTTP_THREADS", default=2)
+if HTTP_THREADS < 1:
+    raise ImproperlyConfigured("HTTP_THREADS must be at least 1.")
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",

@@ -57,6 +57,13 @@ def test_settings_need_a_secret_key_when_debug_is_off():
     assert "SECRET_KEY" in done.stderr and "required when DEBUG is off" in done.stderr
 
 
+def test_settings_refuse_fewer_than_one_http_thread():
+    done = _settings_with(DEBUG="1", HTTP_THREADS="0")
+
+    assert done.returncode != 0
+    assert "HTTP_THREADS must be at least 1" in done.stderr
+
+
 def test_settings_read_services_and_limits_from_the_environment():
     done = _settings_with(
         SECRET_KEY="s3cret",

@@ -1,7 +1,11 @@
 """The hub's ASGI handler: the middleware and the views run as sync code,
-one hop from the event loop to a thread and back for the whole request."""
+one hop from the event loop to a thread and back for the whole request, and
+at most HTTP_THREADS requests at a time."""
 
+import asyncio
 import json
+import threading
+import time
 
 import pytest
 from asgiref.sync import SyncToAsync, async_to_sync
@@ -31,14 +35,16 @@ def _scope(path):
     }
 
 
-@async_to_sync
-async def _get(app, path):
+async def _aget(app, path):
     communicator = ApplicationCommunicator(app, _scope(path))
     await communicator.send_input({"type": "http.request", "body": b""})
     start = await communicator.receive_output(5)
     body = await communicator.receive_output(5)
     await communicator.wait(5)
     return start, body
+
+
+_get = async_to_sync(_aget)
 
 
 @pytest.fixture
@@ -73,3 +79,35 @@ def test_sync_asgi_handler_hops_to_a_thread_three_times_a_request_where_django_h
 
     assert ours == HOPS_A_REQUEST
     assert len(hops) > 3 * HOPS_A_REQUEST
+
+
+class _Counting(SyncASGIHandler):
+    """Counts the requests inside at once; each takes a while."""
+
+    def __init__(self):
+        super().__init__()
+        self.lock, self.inside, self.most = threading.Lock(), 0, 0
+
+    def get_response(self, request):
+        with self.lock:
+            self.inside += 1
+            self.most = max(self.most, self.inside)
+        time.sleep(0.05)
+        with self.lock:
+            self.inside -= 1
+        return super().get_response(request)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 6])
+def test_sync_asgi_handler_runs_at_most_http_threads_requests_at_once(settings, threads):
+    settings.HTTP_THREADS = threads
+    handler = _Counting()
+
+    @async_to_sync
+    async def six_at_once():
+        return await asyncio.gather(*(_aget(handler, "/no/such/page/") for _ in range(6)))
+
+    answers = six_at_once()
+
+    assert [start["status"] for start, _ in answers] == [404] * 6
+    assert handler.most == threads
