@@ -17,8 +17,8 @@ another, for `--seconds` each:
 
 while a user socket and a staff socket on `/ws/events/` check every event
 they get: ids in order, `resync_required`, and event written -> received;
-at the end, against the log, the events each missed of those its account
-may see, and any it got that its account may not.
+at the end, against a replay of the log to the same account, the events
+each missed and any it got that the replay does not hold.
 It prints each figure, the ratios and a verdict per target.
 """
 
@@ -183,7 +183,7 @@ class Watcher:
         self.by_type = defaultdict(list)  # latencies by event type
         self.last_id = None
         self.received = set()
-        self.missing = self.unexpected = None  # against the log, once the run is over
+        self.replayed = self.missing = self.unexpected = None  # against the log, once the run is over
 
     async def run(self, stop):
         headers = {"Authorization": f"Token {self.token}"}
@@ -213,6 +213,7 @@ class Watcher:
             "events": self.events,
             "resync_required": self.resyncs,
             "out_of_order": self.backwards,
+            "replayed": self.replayed,
             "missing": self.missing,
             "unexpected": self.unexpected,
             "p99_ms": round(1000 * percentile(latencies, 0.99), 1) if latencies else None,
@@ -220,37 +221,40 @@ class Watcher:
         }
 
 
-# The ids of the log an account may see (realtime.selectors.events_after, in SQL).
-VISIBLE_SQL = """
-    SELECT e.id FROM realtime_event e JOIN core_user u ON u.username = %(username)s
-    WHERE e.id > %(after)s AND e.id <= %(through)s AND (
-        (u.is_staff AND NOT e.private)
-        OR e.id IN (SELECT event_id FROM realtime_event_audience WHERE user_id = u.id))
-"""
+async def _log_position(url, token):
+    """Where the event log stands: the hub's own answer, from a socket ticket."""
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Token {token}"}) as client:
+        response = await client.post("/api/v1/realtime/ticket/")
+        response.raise_for_status()
+        return response.json()["last_event_id"]
 
 
-def _log_position(database_url):
-    with psycopg.connect(database_url) as conn:
-        return conn.execute("SELECT coalesce(max(id), 0) FROM realtime_event").fetchone()[0]
+async def _replayed(watcher, after, through, quiet=1.0):
+    """The ids after `after`, through `through`, that the log replays to
+    `watcher`'s account on a resuming socket: what the hub says it may see."""
+    ids = set()
+    headers = {"Authorization": f"Token {watcher.token}"}
+    async with websockets.connect(f"{watcher.url}?last_event_id={after}", additional_headers=headers) as ws:
+        with contextlib.suppress(TimeoutError):
+            while True:
+                message = json.loads(await asyncio.wait_for(ws.recv(), quiet))
+                if isinstance(message.get("id"), int) and message["id"] <= through:
+                    ids.add(message["id"])
+    return ids
 
 
-def _visible(database_url, username, after, through):
-    with psycopg.connect(database_url) as conn:
-        rows = conn.execute(VISIBLE_SQL, {"username": username, "after": after, "through": through})
-        return {row[0] for row in rows}
-
-
-async def _check_against_log(watchers, database_url, after):
-    """Once the load is over: each socket's missing and unexpected ids against
-    the log, what it may see there from `after` through the newest event,
-    allowing the last of them a few seconds to arrive."""
-    through = await asyncio.to_thread(_log_position, database_url)
+async def _check_against_log(watchers, url, after):
+    """Once the load is over: each socket's missing and unexpected ids
+    against a replay of the log from `after` through its newest event,
+    allowing the last of them a few seconds to arrive live."""
+    through = await _log_position(url, watchers[0].token)
     for watcher in watchers:
-        expected = await asyncio.to_thread(_visible, database_url, watcher.username, after, through)
+        expected = await _replayed(watcher, after, through)
         for _ in range(50):
             if expected <= watcher.received:
                 break
             await asyncio.sleep(0.1)
+        watcher.replayed = len(expected)
         watcher.missing = len(expected - watcher.received)
         watcher.unexpected = len({i for i in watcher.received if after < i <= through} - expected)
 
@@ -262,7 +266,7 @@ async def _drive(hub, sink, user_token, staff_token, args):
     tasks = [asyncio.create_task(w.run(stop)) for w in watchers]
     await asyncio.sleep(1)
     # Checked from here: the sockets are open, the load has not begun.
-    after = await asyncio.to_thread(_log_position, args.database_url)
+    after = await _log_position(url, user_token)
     phases = {}
     n, s = args.clients, args.seconds
     # The anchor and the token check take turns in short slices, so that the
@@ -301,7 +305,7 @@ async def _drive(hub, sink, user_token, staff_token, args):
     )
     phases["order list"] = await _phase(url, user_token, "GET", "/api/v1/orders/", n, s)
     await asyncio.sleep(3)  # the last events, and the worker's status changes
-    await _check_against_log(watchers, args.database_url, after)
+    await _check_against_log(watchers, url, after)
     stop.set()
     await asyncio.gather(*tasks)
     return phases, {w.name: w.report() for w in watchers}

@@ -61,7 +61,7 @@ def hops(monkeypatch):
     return handed
 
 
-def test_sync_asgi_handler_answers_through_the_whole_middleware_chain(hops):
+def test_sync_asgi_handler_answers_through_the_whole_middleware_chain():
     start, body = _get(SyncASGIHandler(), "/no/such/page/")
 
     headers = {name.lower(): value for name, value in start["headers"]}
