@@ -3,6 +3,7 @@
 from importlib import import_module
 from urllib.parse import parse_qs, urlsplit
 
+from channels.auth import get_user
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -45,8 +46,12 @@ def _token_credential(header):
     return Credential(user, token=token.digest, expires_at=token.expiry)
 
 
+def _session_store(session_key=None):
+    return import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+
+
 def _session_exists(session_key):
-    return import_module(settings.SESSION_ENGINE).SessionStore().exists(session_key)
+    return _session_store().exists(session_key)
 
 
 def credential_current(credential):
@@ -80,7 +85,11 @@ async def socket_credential(scope):
     tickets = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("ticket")
     if tickets:
         return await database_sync_to_async(_ticket_credential)(tickets[0])
-    user = scope.get("user")
-    if user is None or not user.is_authenticated:
+    session_key = scope.get("cookies", {}).get(settings.SESSION_COOKIE_NAME)
+    if not session_key:
         return None
-    return Credential(user, session=scope["session"].session_key)
+    session = _session_store(session_key)
+    user = await get_user({"session": session})  # loads the session, and checks it against the user's password
+    if not user.is_authenticated:
+        return None
+    return Credential(user, session=session.session_key)

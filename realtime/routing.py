@@ -1,11 +1,13 @@
-from channels.auth import AuthMiddlewareStack
 from channels.routing import URLRouter
+from channels.sessions import CookieMiddleware
 from django.urls import path
 
 from realtime.consumers import EventConsumer
 
 websocket_urlpatterns = [path("ws/events/", EventConsumer.as_asgi())]
 
-# Session auth (the dashboard) in front of the routes; the consumer also takes
-# a token header or a one-time ticket.
-websocket_app = AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+# The cookies parsed into the scope: the consumer reads the session (the
+# dashboard) from there once, at the handshake, as it takes a token header or
+# a one-time ticket. Not Channels' SessionMiddleware: a socket never writes
+# its session, and that middleware looks at it again on every message sent.
+websocket_app = CookieMiddleware(URLRouter(websocket_urlpatterns))

@@ -197,7 +197,17 @@ def test_the_tickets_position_brings_what_happened_before_the_socket_opened(user
 
 @pytest.mark.parametrize(
     "credentials",
-    ["none", "bad token", "empty token", "bearer", "token in the url", "unknown ticket", "bad token beside a session"],
+    [
+        "none",
+        "bad token",
+        "empty token",
+        "bearer",
+        "token in the url",
+        "unknown ticket",
+        "bad token beside a session",
+        "unknown session",
+        "session from before a password change",
+    ],
 )
 def test_sockets_without_good_credentials_are_refused(user, credentials):
     headers, query = [], ""
@@ -216,6 +226,12 @@ def test_sockets_without_good_credentials_are_refused(user, credentials):
     elif credentials == "bad token beside a session":
         # A bad credential is not passed over for the next one.
         headers = [(b"authorization", b"Token not-a-real-token"), *session_cookie(user)]
+    elif credentials == "unknown session":
+        headers = [(b"cookie", f"{settings.SESSION_COOKIE_NAME}=no-such-session-key".encode())]
+    elif credentials == "session from before a password change":
+        headers = session_cookie(user)
+        user.set_password("another-password-entirely")
+        user.save()
 
     async def scenario(sockets):
         await sockets.open(headers, query, accepted=False)
