@@ -21,7 +21,7 @@ from realtime.routing import websocket_app  # noqa: E402
 open_files_limit_raise()
 # Daphne's autobahn builds the arguments of a debug line for every frame it
 # sends, logging on or off, and colours them when click is importable (the
-# dev requirements bring it): a sixth of the CPU of a fan-out. Uncoloured,
+# dev requirements bring it): a tenth of the CPU of a fan-out. Uncoloured,
 # they cost a little.
 autobahn.util._HAS_CLICK = False
 
