@@ -3,6 +3,7 @@
     .venv/bin/python bench/fanout.py [--sockets 1000] [--changes 50] [--interval 0.05]
                                      [--idle-sockets 5000] [--idle-seconds 30]
                                      [--skip-idle] [--skip-baseline] [--subscribe] [--worker]
+                                     [--web-processes 1]
 
 Recreates a dedicated PostgreSQL database (`hub_fanout`) and flushes a
 dedicated Redis database (/10), migrates, creates the demo staff account
@@ -12,7 +13,9 @@ unsent. With it, a worker (one process, 8 threads) delivers them during the
 fan-out, mail to an SMTP sink (aiosmtpd, a process of its own), so each
 change also brings its notifications' status events to the sockets.
 
-1. Fan-out. One Daphne process; `changes` orders are placed over the API
+1. Fan-out. One Daphne process (or `web-processes`, each on a port of its
+   own with its share of the sockets, the requests going to the first);
+   `changes` orders are placed over the API
    first, then a client process (one asyncio loop, the sans-I/O protocol of
    the `websockets` library) opens `sockets` sockets to /ws/events/ with the
    staff token in an `Authorization: Token` header. One request at a time,
@@ -463,6 +466,12 @@ def parse_args(argv):
         "events of each change instead of sending them); the default is what the dashboard does: everything",
     )
     parser.add_argument(
+        "--web-processes",
+        type=int,
+        default=1,
+        help="Daphne processes for the fan-out, each on its own port with its share of the sockets (default 1)",
+    )
+    parser.add_argument(
         "--worker",
         action="store_true",
         help="run a Dramatiq worker delivering the changes' notifications (mail to an SMTP sink) during the fan-out",
@@ -472,6 +481,8 @@ def parse_args(argv):
     parser.add_argument("--timeout", type=float, default=900.0, help="total seconds before giving up (default 900)")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args(argv)
+    if args.web_processes < 1:
+        parser.error("--web-processes must be at least 1")
     if args.sockets < 1 or args.changes < 1 or args.idle_sockets < 1 or args.idle_seconds <= 0 or args.interval < 0:
         parser.error("--sockets, --changes, --idle-sockets and --idle-seconds must be positive, --interval at least 0")
     return args
@@ -643,24 +654,42 @@ def close_and_drain(sockets, redis_url, members_before, patience=10.0):
     return {"left_in_group": members - members_before, "seconds": now - began}
 
 
+def _merge_problems(*problems):
+    total = Counter()
+    for found in problems:
+        total.update(found)
+    return dict(total)
+
+
 def run_hub_fanout(args, processes, sockets, token, deadline):
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    daphne = processes.start_daphne("daphne-fanout", port)
-    wait_http(processes, f"{url}/health/redis/", deadline, "Daphne (fan-out)")
+    """The fan-out through `args.web_processes` Daphne processes, each on its
+    own port with its share of the sockets; the changes go to the first."""
+    names = ["daphne-fanout"] + [f"daphne-fanout-{n}" for n in range(2, args.web_processes + 1)]
+    ports = [free_port() for _ in names]
+    url = f"http://127.0.0.1:{ports[0]}"
+    daphnes = [processes.start_daphne(name, port) for name, port in zip(names, ports, strict=True)]
+    for port in ports:
+        wait_http(processes, f"http://127.0.0.1:{port}/health/redis/", deadline, "Daphne (fan-out)")
     if args.worker:
         processes.start("worker", "manage.py", "rundramatiq", "--processes", "1", "--threads", "8")
         wait_http(processes, f"{url}/health/worker/", deadline, "the worker's first heartbeat")
     members_before = layer_members(redis.Redis.from_url(args.redis_url))
     headers = {"Authorization": f"Token {token}"}
-    print(f"Daphne on {url} (pid {daphne.pid}); placing {args.changes} orders ...")
+    pids = ", ".join(str(d.pid) for d in daphnes)
+    print(f"Daphne on {', '.join(map(str, ports))} (pid {pids}); placing {args.changes} orders ...")
     with httpx.Client(base_url=url, timeout=30) as http:
         order_ids = place_orders(http, headers, args.changes)
-        print(f"connecting {args.sockets} staff sockets to /ws/events/ ...")
         subscribe = json.dumps({"action": "subscribe", "types": [EVENT_TYPE]}) if args.subscribe else None
-        connected = connect_sockets(
-            sockets, port, "/ws/events/", [("Authorization", f"Token {token}")], args.sockets, deadline, subscribe
-        )
+        connected = {"connected": 0, "seconds": 0.0, "errors": Counter()}
+        for n, port in enumerate(ports):
+            share = args.sockets // len(ports) + (n < args.sockets % len(ports))
+            print(f"connecting {share} staff sockets to /ws/events/ on port {port} ...")
+            one = connect_sockets(
+                sockets, port, "/ws/events/", [("Authorization", f"Token {token}")], share, deadline, subscribe
+            )
+            connected["connected"] += one["connected"]
+            connected["seconds"] += one["seconds"]
+            connected["errors"].update(one["errors"])
         members = layer_members(redis.Redis.from_url(args.redis_url)) - members_before
         print(f"  channel layer: {members} new members")
         time.sleep(1.0)  # let the connects' stragglers (and subscribe answers) pass
@@ -681,14 +710,15 @@ def run_hub_fanout(args, processes, sockets, token, deadline):
             return {order_id: at.timestamp() - offset for order_id, at in rows}
 
         print(f"moving {args.changes} orders pending -> confirmed, {1000 * args.interval:g} ms apart ...")
-        log_start = processes.log_size("daphne-fanout")
+        log_start = {name: processes.log_size(name) for name in names}
         commands_before = redis_commands(redis.Redis.from_url(args.redis_url))
+        cpu_parts = {"daphne" + (f" {n}" if n > 1 else ""): d.pid for n, d in enumerate(daphnes, 1)}
         result = fan_out(
             sockets,
             order_ids,
             change,
             args.interval,
-            {"daphne": daphne.pid, "client": sockets.pid},
+            {**cpu_parts, "client": sockets.pid},
             args.sockets,
             deadline,
             created,
@@ -698,16 +728,19 @@ def run_hub_fanout(args, processes, sockets, token, deadline):
         result["redis_commands"] = {name: n for name, n in commands.most_common() if n > 0}
     if args.worker:
         processes.stop("worker")
-    log_end = processes.log_size("daphne-fanout")
+    log_end = {name: processes.log_size(name) for name in names}
+    result["web_processes"] = len(names)
     result["connect"] = connected
     result["group_members"] = members
     result["subscribed"] = args.subscribe
     result["close"] = close_and_drain(sockets, args.redis_url, members_before)
-    processes.stop("daphne-fanout")
-    result["server_log_problems"] = processes.log_problems("daphne-fanout", log_start, log_end)
+    processes.stop(*names)
+    result["server_log_problems"] = _merge_problems(
+        *(processes.log_problems(name, log_start[name], log_end[name]) for name in names)
+    )
     result["server_log_problems_outside"] = {
-        "before": processes.log_problems("daphne-fanout", 0, log_start),
-        "closing": processes.log_problems("daphne-fanout", log_end),
+        "before": _merge_problems(*(processes.log_problems(name, 0, log_start[name]) for name in names)),
+        "closing": _merge_problems(*(processes.log_problems(name, log_end[name]) for name in names)),
     }
     return result
 
@@ -879,9 +912,10 @@ def _print_fanout(r, nproc):
 
 
 def _cpu_per_message(r, server):
-    """The server's CPU milliseconds per message its sockets received (every type)."""
+    """The server processes' CPU milliseconds per message their sockets received (every type)."""
     messages = r["received"] + sum(r["others"].values())
-    return 1000 * r["cpu"]["parts"].get(server, 0.0) / messages if messages else None
+    seconds = sum(v for name, v in r["cpu"]["parts"].items() if name.split()[0] == server)
+    return 1000 * seconds / messages if messages else None
 
 
 def _problems(problems):
@@ -912,7 +946,7 @@ def report(info):
     )
     print(
         f"services     PostgreSQL {info.get('postgres_version', '?')} {p['database_url']}, Redis {p['redis_url']}; "
-        "1 Daphne process, "
+        f"{p.get('web_processes', 1)} Daphne process(es), "
         + (
             f"1 worker (8 threads; mails to the SMTP sink: {info.get('sink_received')})"
             if p.get("worker")
@@ -1012,6 +1046,7 @@ def run(args):
             "idle_seconds": args.idle_seconds,
             "subscribe": args.subscribe,
             "worker": args.worker,
+            "web_processes": args.web_processes,
             "database_url": args.database_url,
             "redis_url": args.redis_url,
         },
