@@ -234,6 +234,12 @@ else:
 REALTIME_EVENT_RETENTION_DAYS = env.float("REALTIME_EVENT_RETENTION_DAYS", default=7.0)
 # Seconds between the server's heartbeat messages on every socket.
 REALTIME_HEARTBEAT_SECONDS = env.float("REALTIME_HEARTBEAT_SECONDS", default=25.0)
+# Bytes a web process holds for one socket whose client does not read them
+# (beyond the kernel's own buffer); past it the socket is dropped, and the
+# client resumes from its last_event_id when it reconnects. Under Daphne.
+REALTIME_SOCKET_BUFFER_BYTES = env.int("REALTIME_SOCKET_BUFFER_BYTES", default=4 * 1024 * 1024)
+if REALTIME_SOCKET_BUFFER_BYTES < 1:
+    raise ImproperlyConfigured("REALTIME_SOCKET_BUFFER_BYTES must be at least 1.")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -8,6 +8,7 @@ sends event envelopes {"id", "type", "ts", "data"} and, outside the log,
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import random
@@ -65,6 +66,15 @@ def _now():
 
 
 socket_logger = logging.getLogger("hub.socket")
+
+
+def _server_transport(send):
+    """The connection's Twisted transport when Daphne serves the socket (its
+    ASGI `send` is a partial over the connection's protocol); None under any
+    other server, or in tests without one."""
+    protocol = send.args[0] if isinstance(send, functools.partial) and send.args else None
+    transport = getattr(protocol, "transport", None)
+    return transport if hasattr(transport, "producerPaused") and hasattr(transport, "abortConnection") else None
 
 
 def _socket_client(scope):
@@ -140,6 +150,11 @@ class EventConsumer(AsyncWebsocketConsumer):
         self.group = group
         self.joined = time.monotonic()
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        # Twisted buffers what the client has not read yet; past the bound it
+        # flags the transport (its producer paused) until the buffer empties.
+        self.transport, self.dropped = _server_transport(self.base_send), False
+        if self.transport is not None:
+            self.transport.bufferSize = settings.REALTIME_SOCKET_BUFFER_BYTES
         async with self._reading_log():  # what comes live meanwhile waits for the accept and the replay
             await socket_add(self)
             await self.accept()
@@ -329,6 +344,24 @@ class EventConsumer(AsyncWebsocketConsumer):
             return None
         return events_after(user=self.user, after=after, before=before)
 
+    def behind(self):
+        """Whether what this socket was sent passed REALTIME_SOCKET_BUFFER_BYTES
+        unread and has not all gone out since (a batch of events goes out in
+        one turn of the loop, so the buffer passes the bound during a big one
+        whether the client reads or not; before the next, it has emptied if so)."""
+        return self.transport is not None and self.transport.producerPaused and not self.dropped
+
+    def drop(self):
+        """The client leaves what it is sent unread: cut the connection, and the
+        buffer with it, rather than hold more. It resumes once it reconnects."""
+        self.dropped = True
+        socket_logger.warning(
+            "Socket dropped: its client left over %d bytes unread (REALTIME_SOCKET_BUFFER_BYTES)",
+            settings.REALTIME_SOCKET_BUFFER_BYTES,
+            extra={"user_id": self.user.pk, "request_id": self.request_id},
+        )
+        self.transport.abortConnection()
+
     async def _resync(self, reason, last_event_id=None):
         data = {"reason": reason, "last_event_id": last_event_id}
         await self._send_json({"id": None, "type": "resync_required", "ts": _now(), "data": data})
@@ -358,6 +391,8 @@ class EventConsumer(AsyncWebsocketConsumer):
             self.readers -= 1
 
     async def _live(self, event, *, visible, check_log):
+        if self.dropped:
+            return
         if self.delivered_through is not None:
             if event.id <= self.delivered_through:
                 return  # sent already, from the log

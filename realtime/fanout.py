@@ -107,6 +107,10 @@ class _Sockets:
             await asyncio.sleep(RESUBSCRIBE_SECONDS)
 
     async def _dispatch(self, events):
+        # A socket whose client left the last batches unread goes, rather than
+        # hold this one too.
+        for socket in [socket for sockets in self.users.values() for socket in sockets if socket.behind()]:
+            socket.drop()
         for event in events:
             if not self.lost and self.last_id is not None and event.id <= self.last_id:
                 continue  # a copy
@@ -143,7 +147,7 @@ def _local_batch(events):
 
 
 async def socket_add(socket):
-    """Give `socket` (a consumer with `user` and `live()`) the events it may
+    """Give `socket` (a consumer with `user`, `live()`, `behind()` and `drop()`) the events it may
     see, from the moment this process's subscription has started."""
     sockets = _sockets()
     if not sockets.subscribed.is_set():

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 VARIABLES = ["DEBUG", "SECRET_KEY", "DATABASE_URL", "REDIS_URL", "ALLOWED_HOSTS", "TOKEN_TTL_HOURS"]
 PRINT_SETTINGS = """
@@ -57,11 +59,12 @@ def test_settings_need_a_secret_key_when_debug_is_off():
     assert "SECRET_KEY" in done.stderr and "required when DEBUG is off" in done.stderr
 
 
-def test_settings_refuse_fewer_than_one_http_thread():
-    done = _settings_with(DEBUG="1", HTTP_THREADS="0")
+@pytest.mark.parametrize("name", ["HTTP_THREADS", "REALTIME_SOCKET_BUFFER_BYTES"])
+def test_settings_refuse_a_limit_below_one(name):
+    done = _settings_with(DEBUG="1", **{name: "0"})
 
     assert done.returncode != 0
-    assert "HTTP_THREADS must be at least 1" in done.stderr
+    assert f"{name} must be at least 1" in done.stderr
 
 
 def test_settings_read_services_and_limits_from_the_environment():

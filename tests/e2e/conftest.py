@@ -105,13 +105,14 @@ class Processes:
     def output(self, name):
         return (self.log_dir / f"{name}.log").read_text(errors="replace")
 
-    def start_web(self, name="web", port=None):
-        """Daphne on `port` (the hub's own by default); returns its base URL.
-        Another name and port start one more web process beside the first."""
+    def start_web(self, name="web", port=None, **env):
+        """Daphne on `port` (the hub's own by default), with `env` besides the
+        hub's environment; returns its base URL. Another name and port start
+        one more web process beside the first."""
         port = port or self.port
         url = f"http://127.0.0.1:{port}"
         process = self.start(
-            name, "-m", "daphne", "--bind", "127.0.0.1", "--port", str(port), "project.asgi:application"
+            name, "-m", "daphne", "--bind", "127.0.0.1", "--port", str(port), "project.asgi:application", **env
         )
 
         def answers():

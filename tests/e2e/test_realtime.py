@@ -3,13 +3,14 @@ Daphne and `rundramatiq` processes on real PostgreSQL and Redis, sockets
 opened over the network with the `websockets` client."""
 
 import json
+import socket
 import threading
 import time
 from urllib.parse import urlencode
 
 import httpx
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from notify.models import FINAL_STATUSES, Notification, NotificationStatus
@@ -412,6 +413,53 @@ def test_a_socket_on_one_web_process_gets_events_from_the_other_and_the_worker(s
     on_a.sync()
     assert len(set(_ids(on_a.seen))) == len(on_a.seen)
     assert sorted(_ids(on_a.seen)) == [pk for pk, _ in _log(owner)]
+
+
+def _stalled_socket(url, token):
+    """A socket whose client reads nothing after the handshake: a small kernel
+    receive buffer, and a client that queues one frame before it stops reading."""
+    host, port = url.removeprefix("http://").split(":")
+    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.connect((host, int(port)))
+    headers = {"Authorization": f"Token {token}"}
+    return connect(_ws_url(url), sock=raw, additional_headers=headers, max_queue=1, open_timeout=OPEN_TIMEOUT)
+
+
+def test_a_socket_whose_client_stops_reading_is_dropped_and_costs_the_others_nothing(services_hub):
+    bound = 1024 * 1024  # more than a batch: a reading socket falls behind a burst by less
+    url = services_hub.start_web("web_small_buffers", free_port(), REALTIME_SOCKET_BUFFER_BYTES=str(bound))
+    staff = StaffFactory(password=PASSWORD)
+    key = token_for(url, staff)
+    # Read as it comes, whatever the test does meanwhile: the client's queue has no bound.
+    reader = Stream(connect(_ws_url(url), additional_headers={"Authorization": f"Token {key}"}, max_queue=None))
+    stalled = _stalled_socket(url, key)
+    assert reader.sync() == []  # open, with nothing yet
+
+    items = [{**SEED_SEND, "title": f"Bulk {i} ".ljust(200, "x")} for i in range(1000)]
+    with api_client(url, key) as api:
+        # About 10 MB of events (each about 600 bytes, created and sent): more
+        # than the kernel's buffers on loopback (4 MB at most) and the bound together.
+        for _ in range(8):
+            assert api.post("/notifications/bulk/", json={"notifications": items}).status_code == 202
+    reader.wait_for(
+        lambda seen: sum(e["type"] == "notification.created" for e in seen) == 8000, WORKER_TIMEOUT, "8,000 created"
+    )
+    wait_until(
+        lambda: "Socket dropped" in services_hub.output("web_small_buffers"), what="the stalled socket to be dropped"
+    )
+
+    # The stalled client finds its connection cut once it reads what reached it.
+    with pytest.raises(ConnectionClosed):
+        while True:
+            stalled.recv(timeout=EVENT_TIMEOUT)
+    # The reading socket got everything, in order, as the log has it.
+    reader.sync()
+    ids = _ids(reader.seen)
+    reader.close()
+    assert ids == [pk for pk, _ in _log(staff) if ids[0] <= pk <= ids[-1]]
+    log = services_hub.output("web_small_buffers")
+    assert log.count("Socket dropped") == 1, log[-3000:]
 
 
 def test_an_order_reaches_its_accounts_inbox_live_and_read_all_follows_on_every_device(services_hub, open_stream):
