@@ -57,7 +57,7 @@ from common import (
     services_env,
     wait_until,
 )
-from fanout import layer_members
+from fanout import APP_FILES, app_fingerprint, layer_members
 from load import ORDER, _account
 from notify_throughput import SmtpSink
 
@@ -261,6 +261,8 @@ def report(info):
         print(f"  target     {'MET' if met else 'NOT MET':7}: no more connections at the end than half-way")
         print(f"  target     {'MET' if not info['left_in_layer'] else 'NOT MET':7}: no membership left in the layer")
         print(f"  target     {'MET' if not bad else 'NOT MET':7}: every socket's ids only go up, no resync_required")
+    app = info["app"]
+    print(f"code         {', '.join(APP_FILES)}: sha256 {app['sha256']}, last changed {app['newest_change']}")
     print(f"logs         {info['log_dir']}")
     if info.get("error"):
         print(f"ERROR        {info['error']}")
@@ -271,6 +273,7 @@ def run(args):
     log_dir = Path(tempfile.mkdtemp(prefix="soak-bench-"))
     info = {"machine": machine(), "parameters": {k: v for k, v in vars(args).items() if k != "json"}}
     info["log_dir"] = str(log_dir)
+    info["app"] = app_fingerprint()
     print(f"logs in {log_dir}")
     deadline = time.monotonic() + 60 * args.minutes + 300
     processes = sink = None
