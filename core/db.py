@@ -1,10 +1,9 @@
 """Connections the database dropped (a restart, a failover,
 `pg_terminate_backend`): weeded out of the pool, and work outside a request
-(the worker, the sweeper) that outlives one; database work from sockets."""
+(the worker, the sweeper) that outlives one."""
 
 import logging
 
-from channels.db import database_sync_to_async
 from django.db import InterfaceError, OperationalError, connection
 
 logger = logging.getLogger(__name__)
@@ -32,11 +31,3 @@ def db_pool_check():
     pool = getattr(connection, "pool", None)  # PostgreSQL's pool; SQLite has none
     if pool is not None:
         pool.check()
-
-
-def db_async(call):
-    """`call` as a coroutine function that runs in a thread of the event loop's
-    pool, its connections closed or returned around it. Sockets' database work
-    (handshakes, replays) then runs side by side, not in turn in the one thread
-    that Channels' `database_sync_to_async` gives every socket of a process."""
-    return database_sync_to_async(call, thread_sensitive=False)

@@ -4,6 +4,7 @@ from importlib import import_module
 from urllib.parse import parse_qs, urlsplit
 
 from channels.auth import get_user
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models import Q
@@ -12,7 +13,6 @@ from knox.models import AuthToken
 from rest_framework import exceptions
 
 from core.authentication import TokenAuthentication
-from core.db import db_async
 from realtime.services import Credential, ticket_redeem
 
 
@@ -81,10 +81,10 @@ async def socket_credential(scope):
     are bad or there are none. A bad credential is not passed over for the next one."""
     header = _header(scope, b"authorization")
     if header is not None:
-        return await db_async(_token_credential)(header)
+        return await database_sync_to_async(_token_credential)(header)
     tickets = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("ticket")
     if tickets:
-        return await db_async(_ticket_credential)(tickets[0])
+        return await database_sync_to_async(_ticket_credential)(tickets[0])
     session_key = scope.get("cookies", {}).get(settings.SESSION_COOKIE_NAME)
     if not session_key:
         return None

@@ -16,6 +16,7 @@ import time
 import weakref
 from urllib.parse import parse_qs
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
@@ -23,7 +24,6 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from core import metrics
-from core.db import db_async
 from core.logs import client_address, request_id_accept, request_id_bind
 from realtime.auth import credential_current, origin_allowed, socket_credential
 from realtime.events import EVENT_TYPES
@@ -312,7 +312,7 @@ class EventConsumer(AsyncWebsocketConsumer):
         if type(last_event_id) is not int or last_event_id < 0:
             await self._error("bad_last_event_id", "last_event_id must be a whole number of at least 0.")
             return
-        if not await db_async(events_resumable_from)(last_event_id):
+        if not await database_sync_to_async(events_resumable_from)(last_event_id):
             await self._resync("the event log no longer has what followed last_event_id", last_event_id)
             return
         await self._send_from_log(after=last_event_id)
@@ -323,7 +323,7 @@ class EventConsumer(AsyncWebsocketConsumer):
         handled. False if the socket closed instead: its credentials ended."""
         before = through + 1 if through is not None else None
         while True:
-            events = await db_async(self._events_after)(after, before)
+            events = await database_sync_to_async(self._events_after)(after, before)
             if events is None:
                 await self._end("The credentials this socket opened with no longer stand.")
                 return False
