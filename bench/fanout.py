@@ -491,6 +491,11 @@ def parse_args(argv):
 APP_FILES = ("realtime/*.py", "project/*.py", "orders/services.py", "notify/services.py")
 
 
+def print_code(app):
+    """The report's line that ties its figures to a version of the code (app_fingerprint())."""
+    print(f"code         {', '.join(APP_FILES)}: sha256 {app['sha256']}, last changed {app['newest_change']}")
+
+
 def app_fingerprint():
     """A digest of the code under test, so figures can be tied to a version of it."""
     digest, newest = hashlib.sha256(), 0.0
@@ -1023,8 +1028,7 @@ def report(info):
             )
             met = ratio is not None and ratio <= TARGET_CPU_RATIO
             print(f"  target      {'MET' if met else 'NOT MET':7}: at most {TARGET_CPU_RATIO:g}x the baseline's")
-    app = info["app"]
-    print(f"code         {', '.join(APP_FILES)}: sha256 {app['sha256']}, last changed {app['newest_change']}")
+    print_code(info["app"])
     print(f"logs         {info['log_dir']}")
     if info.get("error"):
         print(f"ERROR        {info['error']}")

@@ -50,7 +50,6 @@ from common import (
     remaining,
     reset_database,
     services_env,
-    wait_until,
 )
 from notify_throughput import (
     Hub,
@@ -62,7 +61,6 @@ from notify_throughput import (
     worker_child_pid,
 )
 
-START_TIMEOUT_SECONDS = 60
 PASSWORD = "bench-Load-2024!"
 ORDER = {"total_amount": "149.99", "currency": "INR", "shipping_address": "1 Bench Road", "notes": "load"}
 # The table of the bare write view (bench/anchor_urls.py).
@@ -410,16 +408,8 @@ def run(args):
         hub.start("web", *web, "project.asgi:application")
         hub.start("worker", "manage.py", "rundramatiq", "--processes", "1", "--threads", "8")
         hub.start("sweeper", "manage.py", "run_sweeper")
-        start_by = min(deadline, time.monotonic() + START_TIMEOUT_SECONDS)
+        hub.wait_up(deadline)
         with httpx.Client(base_url=hub.url, timeout=10) as client:
-
-            def up():
-                hub.check_alive()
-                with contextlib.suppress(httpx.TransportError):
-                    return client.get("/health/worker/", timeout=2).status_code == 200
-                return False
-
-            wait_until(up, start_by, "Daphne and the worker's first heartbeat")
             user_token = _account(client, USER)
             staff_token = _account(client, STAFF, staff_of=args.database_url)
         exit_code = 1

@@ -132,6 +132,21 @@ class Hub(Processes):
     def pgid(self, name):
         return self.running[name][0].pid
 
+    def wait_up(self, deadline):
+        """Until Daphne answers and the worker has sent its first heartbeat
+        (until then the hub reports itself unhealthy)."""
+
+        def up():
+            self.check_alive()
+            try:
+                return httpx.get(f"{self.url}/health/worker/", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_until(
+            up, min(deadline, time.monotonic() + START_TIMEOUT_SECONDS), "Daphne and the worker's first heartbeat"
+        )
+
 
 # --- CPU accounting from /proc -------------------------------------------------
 
@@ -497,17 +512,8 @@ def run(args):
         hub.manage("migrate", "--noinput", timeout=remaining(deadline))
         hub.start("web", "-m", "daphne", "--bind", "127.0.0.1", "--port", str(hub.port), "project.asgi:application")
         hub.start("worker", "manage.py", "rundramatiq", "--processes", "1", "--threads", str(args.threads))
-        start_by = min(deadline, time.monotonic() + START_TIMEOUT_SECONDS)
+        hub.wait_up(deadline)
         with httpx.Client(base_url=hub.url, timeout=10) as client:
-
-            def worker_healthy():
-                hub.check_alive()
-                try:
-                    return client.get("/health/worker/", timeout=2).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            wait_until(worker_healthy, start_by, "Daphne and the worker's first heartbeat")
             print(f"Daphne on {hub.url}, worker up; registering and posting {args.count} notifications ...")
             token = register(client)
             if args.profile:

@@ -48,20 +48,16 @@ import psycopg
 import redis
 from common import (
     RUN_ERRORS,
-    Processes,
     check_urls,
-    free_port,
     machine,
     remaining,
     reset_database,
     services_env,
-    wait_until,
 )
-from fanout import APP_FILES, app_fingerprint, layer_members
+from fanout import app_fingerprint, layer_members, print_code
 from load import ORDER, _account
-from notify_throughput import SmtpSink
+from notify_throughput import Hub, SmtpSink, _processes
 
-START_TIMEOUT_SECONDS = 60
 USER, STAFF = "soak_user", "soak_staff"
 SEND = {"title": "Soak", "message": "Hello", "recipient_type": "email", "recipient": "soak@example.com"}
 TARGET_RSS_GROWTH = 0.10
@@ -91,14 +87,10 @@ def parse_args(argv):
 def group_rss_kb(pgid):
     """Resident memory of every process in the process group `pgid`."""
     total = 0
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            stat = Path(entry.path, "stat").read_text()
-            fields = stat[stat.rindex(")") + 2 :].split()
-            if int(fields[2]) == pgid:  # pgrp
-                total += int(Path(entry.path, "statm").read_text().split()[1]) * PAGE_KB
+    for pid, (_, group, _, _) in _processes().items():
+        if group == pgid:
+            with contextlib.suppress(OSError):  # gone meanwhile
+                total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_KB
     return total
 
 
@@ -261,8 +253,7 @@ def report(info):
         print(f"  target     {'MET' if met else 'NOT MET':7}: no more connections at the end than half-way")
         print(f"  target     {'MET' if not info['left_in_layer'] else 'NOT MET':7}: no membership left in the layer")
         print(f"  target     {'MET' if not bad else 'NOT MET':7}: every socket's ids only go up, no resync_required")
-    app = info["app"]
-    print(f"code         {', '.join(APP_FILES)}: sha256 {app['sha256']}, last changed {app['newest_change']}")
+    print_code(info["app"])
     print(f"logs         {info['log_dir']}")
     if info.get("error"):
         print(f"ERROR        {info['error']}")
@@ -282,39 +273,21 @@ def run(args):
         reset_database(db_name, maintenance_url)
         redis.Redis.from_url(args.redis_url, socket_timeout=5).flushdb()
         sink = SmtpSink()
-        port = free_port()
         env = services_env(
             database_url=args.database_url,
             redis_url=args.redis_url,
             smtp_port=sink.port,
             secret_key="soak-bench-secret-key",
         )
-        processes = Processes(env, log_dir)
+        processes = Hub(env, log_dir)
         processes.manage("migrate", "--noinput", timeout=remaining(deadline))
-        processes.start(
-            "web",
-            "-m",
-            "daphne",
-            "--verbosity",
-            "0",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "project.asgi:application",
-        )
+        web = ["-m", "daphne", "--verbosity", "0", "--bind", "127.0.0.1", "--port", str(processes.port)]
+        processes.start("web", *web, "project.asgi:application")
         processes.start("worker", "manage.py", "rundramatiq", "--processes", "1", "--threads", "8")
         processes.start("sweeper", "manage.py", "run_sweeper")
-        url = f"http://127.0.0.1:{port}"
+        processes.wait_up(deadline)
+        url = processes.url
         with httpx.Client(base_url=url, timeout=10) as client:
-
-            def up():
-                processes.check_alive()
-                with contextlib.suppress(httpx.TransportError):
-                    return client.get("/health/worker/", timeout=2).status_code == 200
-                return False
-
-            wait_until(up, time.monotonic() + START_TIMEOUT_SECONDS, "Daphne and the worker's first heartbeat")
             tokens = (_account(client, USER), _account(client, STAFF, staff_of=args.database_url))
         exit_code = 1
         print(f"hub on {url}; soaking {args.minutes:g} min ...")
