@@ -125,7 +125,7 @@ class Socket:
 
     async def _run(self):
         from websockets.asyncio.client import connect
-        from websockets.exceptions import ConnectionClosed
+        from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
         try:
             async with connect(self.url, additional_headers={"Authorization": f"Token {self.token}"}) as ws:
@@ -142,7 +142,7 @@ class Socket:
                             self.last_id = message["id"]
         except asyncio.CancelledError:
             pass
-        except OSError as exc:
+        except (OSError, InvalidHandshake) as exc:
             self.stats[f"could not open: {type(exc).__name__}"] += 1
 
     async def close(self):

@@ -406,4 +406,14 @@ class EventConsumer(AsyncWebsocketConsumer):
                 return
         self.delivered_through = event.id
         if visible and self._wanted(event.type, event.order_id):
-            await self.send(text_data=event.text)
+            try:
+                await self.send(text_data=event.text)
+            except Exception:
+                # The connection went before its disconnect reached this socket
+                # (Daphne's autobahn raises Disconnected): this socket's end, not
+                # the batch's, which goes on to the other sockets.
+                self.dropped = True
+                socket_logger.info(
+                    "Socket closed while events were on their way",
+                    extra={"user_id": self.user.pk, "request_id": self.request_id},
+                )

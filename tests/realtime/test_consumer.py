@@ -410,6 +410,25 @@ def test_a_message_the_server_cannot_act_on_gets_an_error_and_the_socket_stays(u
     run(scenario)
 
 
+def test_a_socket_whose_connection_went_before_its_disconnect_costs_the_others_nothing(staff, caplog):
+    headers = token_header(staff)
+
+    async def gone(**message):
+        raise ConnectionError("Attempt to send on a closed protocol")  # as the server says it
+
+    async def scenario(sockets):
+        first, second = await sockets.open(headers), await sockets.open(headers)
+        broken = next(iter(fanout._sockets().staff))
+        broken.send = gone
+        await place_order(staff)
+        received = sorted([len(await drain(first)), len(await drain(second))])
+        # The other socket got the batch; the broken one nothing, and the batch did not fail.
+        assert received[0] == 0 and received[1] == len(await visible(staff)) > 0
+        assert "not handed to the sockets" not in caplog.text
+
+    run(scenario)
+
+
 def test_subscribe_narrows_by_type(user, staff):
     headers = token_header(user)
 
