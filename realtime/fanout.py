@@ -82,6 +82,10 @@ class _Sockets:
     async def _drain(self):
         while True:
             events = await self.queue.get()
+            # The batches that came while the last went out go out as one: each
+            # socket's connection then takes their frames in one write.
+            while not self.queue.empty():
+                events = events + self.queue.get_nowait()
             try:
                 await self._dispatch(events)
             except Exception:

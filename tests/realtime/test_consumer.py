@@ -10,6 +10,7 @@ database needs `transaction=True`.
 import asyncio
 import contextlib
 import json
+import types
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -410,16 +411,21 @@ def test_a_message_the_server_cannot_act_on_gets_an_error_and_the_socket_stays(u
     run(scenario)
 
 
-def test_a_socket_whose_connection_went_before_its_disconnect_costs_the_others_nothing(staff, caplog):
-    headers = token_header(staff)
+async def _send_refused(**message):
+    raise ConnectionError("Attempt to send on a closed protocol")  # as an ASGI server says it
 
-    async def gone(**message):
-        raise ConnectionError("Attempt to send on a closed protocol")  # as the server says it
+
+@pytest.mark.parametrize("server", ["asgi", "daphne"])
+def test_a_socket_whose_connection_went_before_its_disconnect_costs_the_others_nothing(staff, caplog, server):
+    headers = token_header(staff)
 
     async def scenario(sockets):
         first, second = await sockets.open(headers), await sockets.open(headers)
         broken = next(iter(fanout._sockets().staff))
-        broken.send = gone
+        if server == "asgi":
+            broken.send = _send_refused
+        else:  # Daphne's connection, written to directly, closing
+            broken.protocol = types.SimpleNamespace(STATE_OPEN=1, state=2)
         await place_order(staff)
         received = sorted([len(await drain(first)), len(await drain(second))])
         # The other socket got the batch; the broken one nothing, and the batch did not fail.
