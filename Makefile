@@ -30,7 +30,7 @@ run: $(STAMP)
 	if [ -n "$$REDIS_URL" ]; then \
 		PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start; \
 	else \
-		$(BIN)/daphne --verbosity 0 --bind $(HOST) --port $(PORT) project.asgi:application; \
+		$(BIN)/daphne --verbosity 0 --ping-interval 60 --bind $(HOST) --port $(PORT) project.asgi:application; \
 	fi
 
 test: $(STAMP)

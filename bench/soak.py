@@ -281,7 +281,18 @@ def run(args):
         )
         processes = Hub(env, log_dir)
         processes.manage("migrate", "--noinput", timeout=remaining(deadline))
-        web = ["-m", "daphne", "--verbosity", "0", "--bind", "127.0.0.1", "--port", str(processes.port)]
+        web = [
+            "-m",
+            "daphne",
+            "--verbosity",
+            "0",
+            "--ping-interval",
+            "60",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(processes.port),
+        ]
         processes.start("web", *web, "project.asgi:application")
         processes.start("worker", "manage.py", "rundramatiq", "--processes", "1", "--threads", "8")
         processes.start("sweeper", "manage.py", "run_sweeper")

@@ -11,7 +11,6 @@ import contextlib
 import functools
 import json
 import logging
-import random
 import time
 import weakref
 from urllib.parse import parse_qs
@@ -176,7 +175,6 @@ class EventConsumer(AsyncWebsocketConsumer):
             self.opened_at = time.monotonic()
             _socket_opened(self)
             metrics.socket_opened()
-            self.heartbeat = asyncio.create_task(self._heartbeat())
             if "last_event_id" in query:
                 await self._replay(query["last_event_id"][0])
 
@@ -185,10 +183,8 @@ class EventConsumer(AsyncWebsocketConsumer):
             _socket_closed(self, code)
             metrics.socket_closed()
             self.opened_at = None
-        for name in ("heartbeat", "expiry_timer"):
-            pending = getattr(self, name, None)
-            if pending is not None:
-                pending.cancel()
+        if getattr(self, "expiry_timer", None) is not None:
+            self.expiry_timer.cancel()
         if getattr(self, "group", None):
             socket_remove(self)
             # Left behind while the layer is down, the membership expires by itself.
@@ -208,18 +204,22 @@ class EventConsumer(AsyncWebsocketConsumer):
             "unavailable", f"The event stream is unavailable: {what} is down. Try again later.", CLOSE_UNAVAILABLE
         )
 
-    async def _heartbeat(self):
-        interval = settings.REALTIME_HEARTBEAT_SECONDS
-        await asyncio.sleep(interval * random.uniform(0.5, 1))  # sockets that connected together beat apart
-        while True:
-            await self._send_json({"type": "heartbeat", "ts": _now()})
-            if time.monotonic() - self.joined >= GROUP_RENEW_SECONDS:
-                # Group membership expires in the layer (after a day); renew it
-                # well before, and at the next beat if the layer is down now.
-                with contextlib.suppress(*LAYER_ERRORS):
-                    await self._layer(self.channel_layer.group_add, self.group)
-                    self.joined = time.monotonic()
-            await asyncio.sleep(interval)
+    async def beat(self, text):
+        """From the fan-out's heartbeat (realtime.fanout): `text`, the beat
+        every socket of the process gets at this moment."""
+        if not self.dropped and not await self._send_text(text):
+            self._gone()
+        if time.monotonic() - self.joined >= GROUP_RENEW_SECONDS:
+            # Group membership expires in the layer (after a day); renew it
+            # well before, and at the next beat if the layer is down now.
+            self.joined = time.monotonic()
+            self.renewal = asyncio.ensure_future(self._renew())  # held: the loop keeps tasks weakly
+
+    async def _renew(self):
+        try:
+            await self._layer(self.channel_layer.group_add, self.group)
+        except LAYER_ERRORS:
+            self.joined = 0.0  # the layer is down: again at the next beat
 
     async def _end(self, reason):
         """The credentials this socket opened with no longer stand: say so, and close."""
@@ -416,17 +416,21 @@ class EventConsumer(AsyncWebsocketConsumer):
                 await self._send_from_log(after=self.delivered_through, through=event.id)
                 return
         self.delivered_through = event.id
-        if visible and self._wanted(event.type, event.order_id) and not await self._send_live(event):
-            # The connection went before its disconnect reached this socket:
-            # this socket's end, not the batch's, which goes on to the others.
-            self.dropped = True
-            socket_logger.info(
-                "Socket closed while events were on their way",
-                extra={"user_id": self.user.pk, "request_id": self.request_id},
-            )
+        if visible and self._wanted(event.type, event.order_id) and not await self._send_text(event.text):
+            self._gone()
 
-    async def _send_live(self, event):
-        """Send a live event; False if the connection is gone or closing."""
+    def _gone(self):
+        """The connection went before its disconnect reached this socket:
+        this socket's end, not the batch's, which goes on to the others."""
+        self.dropped = True
+        socket_logger.info(
+            "Socket closed while events were on their way",
+            extra={"user_id": self.user.pk, "request_id": self.request_id},
+        )
+
+    async def _send_text(self, text):
+        """Send what every socket it goes to gets the same (a live event, a
+        heartbeat); False if the connection is gone or closing."""
         if self.protocol is not None:
             # Straight to Daphne's connection: the same bytes as every other
             # socket's, and none of ASGI's hops for each socket and message.
@@ -434,10 +438,10 @@ class EventConsumer(AsyncWebsocketConsumer):
             # formatting a debug line it then drops: a fifth of the fan-out.)
             if self.protocol.state != self.protocol.STATE_OPEN:
                 return False
-            self.transport.write(_frame(event.text))
+            self.transport.write(_frame(text))
             return True
         try:
-            await self.send(text_data=event.text)
+            await self.send(text_data=text)
         except Exception:  # the server says the connection is closed, in its own words
             return False
         return True

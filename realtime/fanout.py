@@ -27,6 +27,7 @@ from typing import NamedTuple
 import redis
 import redis.asyncio
 from django.conf import settings
+from django.utils import timezone
 
 from core.redis import redis_client
 from realtime.publish import loop_call
@@ -73,7 +74,10 @@ class _Sockets:
         self.queue = asyncio.Queue()
         self.subscribed = asyncio.Event()  # what is published from now on comes here
         loop = asyncio.get_running_loop()
-        self.tasks = [loop.create_task(self._drain(), name="hub-fanout")]  # held: the loop keeps tasks weakly
+        self.tasks = [  # held: the loop keeps tasks weakly
+            loop.create_task(self._drain(), name="hub-fanout"),
+            loop.create_task(self._heartbeat(), name="hub-heartbeat"),
+        ]
         if settings.REDIS_URL:
             self.tasks.append(loop.create_task(self._listen(), name="hub-fanout-subscription"))
         else:
@@ -90,6 +94,15 @@ class _Sockets:
                 await self._dispatch(events)
             except Exception:
                 logger.exception("Live events %d-%d not handed to the sockets", events[0].id, events[-1].id)
+
+    async def _heartbeat(self):
+        """One heartbeat for every socket of the process, every
+        REALTIME_HEARTBEAT_SECONDS: one frame, and no timer for each socket."""
+        while True:
+            await asyncio.sleep(settings.REALTIME_HEARTBEAT_SECONDS)
+            text = json.dumps({"type": "heartbeat", "ts": timezone.now().isoformat()})
+            for socket in [socket for sockets in self.users.values() for socket in sockets]:
+                await socket.beat(text)
 
     async def _listen(self):
         """One subscription for the process, for as long as it lives."""
@@ -151,8 +164,8 @@ def _local_batch(events):
 
 
 async def socket_add(socket):
-    """Give `socket` (a consumer with `user`, `live()`, `behind()` and `drop()`) the events it may
-    see, from the moment this process's subscription has started."""
+    """Give `socket` (a consumer with `user`, `live()`, `beat()`, `behind()` and `drop()`) the
+    events it may see, from the moment this process's subscription has started, and the heartbeats."""
     sockets = _sockets()
     if not sockets.subscribed.is_set():
         try:

@@ -961,13 +961,43 @@ def test_an_idle_socket_gets_heartbeats(user, settings):
     run(scenario)
 
 
-def test_no_heartbeat_before_its_time(user, settings):
-    settings.REALTIME_HEARTBEAT_SECONDS = 5
+def test_a_process_beats_all_its_sockets_at_once(user, staff, settings):
+    settings.REALTIME_HEARTBEAT_SECONDS = 0.3
+    headers, staff_headers = token_header(user), token_header(staff)
+
+    async def scenario(sockets):
+        first = await sockets.open(headers)
+        await asyncio.sleep(0.1)
+        second = await sockets.open(staff_headers)
+        (beat,) = await receive(first)
+        assert beat["type"] == "heartbeat"
+        assert await receive(second) == [beat]  # the same beat, sent once for all
+
+    run(scenario)
+
+
+def test_a_socket_renews_its_group_membership_at_a_beat_once_it_is_due(user, settings, monkeypatch):
+    settings.REALTIME_HEARTBEAT_SECONDS = 0.2
+    monkeypatch.setattr(consumers, "GROUP_RENEW_SECONDS", 0.5)
     headers = token_header(user)
 
     async def scenario(sockets):
         socket = await sockets.open(headers)
-        assert await socket.receive_nothing(timeout=0.5)
+        (consumer,) = fanout._sockets().users[user.pk]
+        joins = []
+        layer_call = consumer._layer
+
+        async def counted(join_or_leave, group):
+            joins.append((join_or_leave.__name__, group))
+            await layer_call(join_or_leave, group)
+
+        consumer._layer = counted
+        await receive(socket)  # 0.2 s in: not due yet
+        assert joins == []
+        async with asyncio.timeout(TIMEOUT):
+            while not joins:
+                await receive(socket)
+        assert joins[0] == ("group_add", services.credentials_group(user.pk))
 
     run(scenario)
 

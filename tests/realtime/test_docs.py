@@ -28,7 +28,7 @@ from notify import inbox
 from notify import services as notify_services
 from notify.models import InboxMessage, Notification, NotificationStatus
 from orders import services as order_services
-from realtime import consumers, relay, services
+from realtime import consumers, fanout, relay, services
 from realtime.events import EVENT_TYPES
 from realtime.models import Event
 from realtime.routing import websocket_app
@@ -68,10 +68,12 @@ def _client_actions():
 
 
 def _server_control_types():
-    """The `type` of every message the consumer builds itself (events come from the log).
-    Dotted types (`gap.expired`) are channel-layer messages to the consumer, not to the socket."""
+    """The `type` of every message the consumer, or the fan-out for every socket (the
+    heartbeat), builds itself (events come from the log). Dotted types (`gap.expired`) are
+    channel-layer messages to the consumer, not to the socket."""
     found = set()
-    for node in ast.walk(ast.parse(inspect.getsource(consumers))):
+    trees = [ast.parse(inspect.getsource(module)) for module in (consumers, fanout)]
+    for node in (node for tree in trees for node in ast.walk(tree)):
         if isinstance(node, ast.Dict):
             for key, value in zip(node.keys, node.values, strict=True):
                 if isinstance(key, ast.Constant) and key.value == "type" and isinstance(value, ast.Constant):
