@@ -467,7 +467,9 @@ def parse_args(argv):
         "--interval", type=float, default=0.05, help="seconds from one change's request to the next (default 0.05)"
     )
     parser.add_argument("--idle-sockets", type=int, default=5000, help="sockets for the idle phase (default 5000)")
-    parser.add_argument("--idle-seconds", type=float, default=30.0, help="idle CPU window (default 30)")
+    parser.add_argument(
+        "--idle-seconds", type=float, default=120.0, help="idle CPU window (default 120: two ping intervals of Daphne)"
+    )
     parser.add_argument("--skip-idle", action="store_true", help="skip the idle-capacity phase")
     parser.add_argument("--skip-baseline", action="store_true", help="skip the websockets baseline")
     parser.add_argument(
