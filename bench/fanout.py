@@ -27,7 +27,7 @@ change also brings its notifications' status events to the sockets.
    printed, minus request and minus the event row's `created_at` from the
    log), all on this machine's clocks; delivered is unique (socket, change)
    receipts / (sockets x changes). Redis' `INFO commandstats` before and
-   after gives the commands the hub sent per change (the layer's fan-out
+   after gives the commands the hub sent per change (the hub's fan-out
    traffic); every message the client received, of any type, counts in the
    server CPU per socket message.
 2. Idle capacity. A fresh Daphne process; its resident memory before and after
@@ -38,7 +38,7 @@ change also brings its notifications' status events to the sockets.
    sends the body to every socket; the body is the hub's event envelope.
 
 After each Daphne phase the sockets are closed and the script waits for
-Daphne to take them out of the channel layer; it reports what is left there,
+Daphne to count them closed; it reports any it still counts open,
 the errors Daphne logged, the CPU time of every process involved (and of
 whatever else ran on the machine) and a digest of the code under test.
 
@@ -92,14 +92,14 @@ from notify_throughput import SmtpSink
 START_TIMEOUT_SECONDS = 60
 STAFF_USERNAME = "krushnappan"  # core.services.DEMO_ADMIN_USERNAME, made by `seed_demo`
 STAFF_PASSWORD = "admin_password"
-# Every socket joins its user's group in the channel layer (for the end of its
-# credentials); channels-redis keeps a group as f"{prefix}:group:{group}".
-CREDENTIALS_GROUPS = "hub:layer:group:credentials.*"
+# Each web process writes its count of open sockets to its field of this hash
+# (core.metrics.SOCKETS_KEY), as "count unix-time", at once when it changes.
+SOCKETS_KEY = "hub:metrics:sockets"
 
 
-def layer_members(client):
-    """The sockets joined to the channel layer, all users together."""
-    return sum(client.zcard(key) for key in client.scan_iter(CREDENTIALS_GROUPS))
+def sockets_counted(client):
+    """The sockets the web processes count open, all processes together."""
+    return sum(int(value.split()[0]) for value in client.hgetall(SOCKETS_KEY).values())
 
 
 def redis_commands(client):
@@ -112,6 +112,8 @@ TARGET_P99_SECONDS = 0.100
 TARGET_RSS_PER_SOCKET_KB = 30
 TARGET_CHANGES_PER_SECOND = 5.0
 TARGET_CPU_RATIO = 3.0  # server CPU per socket message, hub / baseline
+TARGET_IDLE_CPU = 0.05  # of one core, with idle-sockets open
+TARGET_OPENS_PER_SECOND = 1000  # handshakes, while idle-sockets connect
 CONNECT_CONCURRENCY = 50  # handshakes in flight; Daphne listens with a backlog of 50
 FD_HEADROOM = 512
 
@@ -655,21 +657,21 @@ def fan_out(sockets, keys, change, interval, cpu_parts, expected_sockets, deadli
 
 
 def close_and_drain(sockets, redis_url, members_before, patience=10.0):
-    """Close every socket, then wait until Daphne has taken them out of the channel layer
-    (each consumer's disconnect does a group_discard) or nothing has changed for `patience` s."""
+    """Close every socket, then wait until the web processes count them closed
+    (each consumer's disconnect does) or nothing has changed for `patience` s."""
     sockets.call("close", timeout=60)
-    layer = redis.Redis.from_url(redis_url, socket_timeout=5)
+    client = redis.Redis.from_url(redis_url, socket_timeout=5)
     began = last_change = time.monotonic()
     last = None
     while True:
-        members = layer_members(layer)
+        members = sockets_counted(client)
         now = time.monotonic()
         if members != last:
             last, last_change = members, now
         if members <= members_before or now - last_change >= patience:
             break
         time.sleep(0.2)
-    return {"left_in_group": members - members_before, "seconds": now - began}
+    return {"left_open": members - members_before, "seconds": now - began}
 
 
 def _merge_problems(*problems):
@@ -691,7 +693,7 @@ def run_hub_fanout(args, processes, sockets, token, deadline):
     if args.worker:
         processes.start("worker", "manage.py", "rundramatiq", "--processes", "1", "--threads", "8")
         wait_http(processes, f"{url}/health/worker/", deadline, "the worker's first heartbeat")
-    members_before = layer_members(redis.Redis.from_url(args.redis_url))
+    members_before = sockets_counted(redis.Redis.from_url(args.redis_url))
     headers = {"Authorization": f"Token {token}"}
     pids = ", ".join(str(d.pid) for d in daphnes)
     print(f"Daphne on {', '.join(map(str, ports))} (pid {pids}); placing {args.changes} orders ...")
@@ -708,8 +710,8 @@ def run_hub_fanout(args, processes, sockets, token, deadline):
             connected["connected"] += one["connected"]
             connected["seconds"] += one["seconds"]
             connected["errors"].update(one["errors"])
-        members = layer_members(redis.Redis.from_url(args.redis_url)) - members_before
-        print(f"  channel layer: {members} new members")
+        members = sockets_counted(redis.Redis.from_url(args.redis_url)) - members_before
+        print(f"  the web processes count {members} more sockets open")
         time.sleep(1.0)  # let the connects' stragglers (and subscribe answers) pass
 
         def change(order_id):
@@ -749,7 +751,7 @@ def run_hub_fanout(args, processes, sockets, token, deadline):
     log_end = {name: processes.log_size(name) for name in names}
     result["web_processes"] = len(names)
     result["connect"] = connected
-    result["group_members"] = members
+    result["counted_open"] = members
     result["subscribed"] = args.subscribe
     result["close"] = close_and_drain(sockets, args.redis_url, members_before)
     processes.stop(*names)
@@ -772,7 +774,7 @@ def run_idle(args, processes, sockets, token, deadline):
     header = [("Authorization", f"Token {token}")]
     with httpx.Client(base_url=url, timeout=30) as http:
         http.get("/api/v1/orders/", headers={"Authorization": f"Token {token}"}).raise_for_status()
-    members_before = layer_members(redis.Redis.from_url(args.redis_url))
+    members_before = sockets_counted(redis.Redis.from_url(args.redis_url))
     sockets.call("connect", "127.0.0.1", port, "/ws/events/", header, 1, None)
     close_and_drain(sockets, args.redis_url, members_before)
     time.sleep(2.0)
@@ -894,7 +896,7 @@ def _print_fanout(r, nproc):
     lat, req, to_all = r["latency"], r["request"], r["to_all"]
     print(
         f"  sockets     {r['connect']['connected']}/{r['sockets']} open"
-        + (f", {r['group_members']} in the channel layer" if "group_members" in r else "")
+        + (f", {r['counted_open']} counted open by the web processes" if "counted_open" in r else "")
         + (f"; subscribed to {EVENT_TYPE} only" if r.get("subscribed") else "")
     )
     print(
@@ -948,8 +950,8 @@ def _print_log_problems(r, during):
     close = r.get("close")
     if close:
         print(
-            f"  closing     all sockets closed; after {close['seconds']:.1f} s {close['left_in_group']} channels were "
-            "still in the channel layer (a disconnect that failed to group_discard leaves one there)"
+            f"  closing     all sockets closed; after {close['seconds']:.1f} s the web processes still counted "
+            f"{close['left_open']} open (a socket whose disconnect did not run)"
         )
 
 
@@ -974,7 +976,7 @@ def report(info):
     hub = info.get("hub")
     if hub:
         size = f", {info['event_bytes']} bytes" if info.get("event_bytes") else ""
-        print(f"hub fan-out  (Daphne, channels-redis, event {EVENT_TYPE}{size})")
+        print(f"hub fan-out  (Daphne, one Redis subscription per process, event {EVENT_TYPE}{size})")
         _print_fanout(hub, m["nproc"])
         for measure, label in (
             ("latency", "response -> receipt"),
@@ -1017,6 +1019,12 @@ def report(info):
         )
         for reason, n in idle["lost"].items():
             print(f"    lost {n} x {reason}")
+        verdict = "MET" if daphne / idle["cpu"]["wall"] < TARGET_IDLE_CPU else "NOT MET"
+        print(f"  target      {verdict}: idle CPU under {100 * TARGET_IDLE_CPU:g}% of one core")
+        opened = idle["connect"]
+        rate = opened["connected"] / opened["seconds"] if opened["seconds"] else 0.0
+        verdict = "MET" if rate >= TARGET_OPENS_PER_SECOND else "NOT MET"
+        print(f"  target      {verdict}: sockets open at {TARGET_OPENS_PER_SECOND}/s or more ({rate:.0f}/s)")
         _print_cpu(idle["cpu"], m["nproc"])
         _print_log_problems(idle, "while connecting and idle")
     base = info.get("baseline")

@@ -21,11 +21,11 @@ Each socket checks that the ids it receives only go up (no copy, nothing out
 of order) and counts `resync_required`. After `warmup` seconds, half-way and
 at the end the script reads the resident memory of every process of the hub
 (a process and its children), the clients connected to Redis (the whole server's) and
-to PostgreSQL (this database's), and the sockets' memberships in the channel
-layer; then it closes every socket and counts the memberships left behind.
+to PostgreSQL (this database's), and the sockets the web process counts open;
+then it closes every socket and reads what the web process still counts.
 Targets: RSS growth under 10 % from the warm-up to the end, no more Redis or
 PostgreSQL connections at the end than half-way (connection pools grow to
-what the load needs, then stay; a leak goes on growing), no membership left.
+what the load needs, then stay; a leak goes on growing), no socket left counted.
 Exit status: 0 when every socket saw its events in order (targets met or
 not), 1 otherwise, 2 when the setup failed.
 """
@@ -54,7 +54,7 @@ from common import (
     reset_database,
     services_env,
 )
-from fanout import app_fingerprint, layer_members, print_code
+from fanout import app_fingerprint, print_code, sockets_counted
 from load import ORDER, _account
 from notify_throughput import Hub, SmtpSink, _processes
 
@@ -96,7 +96,7 @@ def group_rss_kb(pgid):
 
 def reading(processes, args, open_sockets):
     with redis.Redis.from_url(args.redis_url) as r:
-        redis_clients, members = r.info("clients")["connected_clients"], layer_members(r)
+        redis_clients, counted = r.info("clients")["connected_clients"], sockets_counted(r)
     with psycopg.connect(args.database_url, autocommit=True) as conn:
         (pg_clients,) = conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
@@ -105,7 +105,7 @@ def reading(processes, args, open_sockets):
         "rss_kb": {name: group_rss_kb(process.pid) for name, (process, _) in processes.running.items()},
         "redis_clients": redis_clients,
         "postgres_clients": pg_clients,
-        "layer_members": members,
+        "counted_open": counted,
         "open_sockets": open_sockets,
     }
 
@@ -212,11 +212,11 @@ async def drive(url, tokens, processes, args):
     for socket in sockets:
         await socket.close()
     with redis.Redis.from_url(args.redis_url) as r:
-        for _ in range(30):  # the server takes its closed sockets out of the layer
-            if not layer_members(r):
+        for _ in range(30):  # the server counts its closed sockets
+            if not sockets_counted(r):
                 break
             await asyncio.sleep(0.5)
-        left = layer_members(r)
+        left = sockets_counted(r)
     return stats, (at_warmup, at_half, at_end), left
 
 
@@ -242,8 +242,8 @@ def report(info):
             whose = "the whole server's" if key == "redis_clients" else "this database's"
             print(f"  {label} {w[key]} after the warm-up, {h[key]} half-way, {e[key]} at the end ({whose})")
         print(
-            f"  layer      members {w['layer_members']} for {w['open_sockets']} sockets -> {e['layer_members']} for "
-            f"{e['open_sockets']}; {info['left_in_layer']} left 15 s after every socket closed"
+            f"  sockets    counted open by the web process {w['counted_open']} for {w['open_sockets']} -> "
+            f"{e['counted_open']} for {e['open_sockets']}; {info['left_open']} counted 15 s after every socket closed"
         )
         bad = info["stats"].get("out of order or copies", 0) + info["stats"].get("resync_required", 0)
         growth_target = f"RSS growth under {100 * TARGET_RSS_GROWTH:.0f} % after the warm-up"
@@ -251,7 +251,7 @@ def report(info):
         # Pools grow to what the load needs, then stay: a leak goes on growing.
         met = e["redis_clients"] <= h["redis_clients"] and e["postgres_clients"] <= h["postgres_clients"]
         print(f"  target     {'MET' if met else 'NOT MET':7}: no more connections at the end than half-way")
-        print(f"  target     {'MET' if not info['left_in_layer'] else 'NOT MET':7}: no membership left in the layer")
+        print(f"  target     {'MET' if not info['left_open'] else 'NOT MET':7}: no socket still counted open")
         print(f"  target     {'MET' if not bad else 'NOT MET':7}: every socket's ids only go up, no resync_required")
     print_code(info["app"])
     print(f"logs         {info['log_dir']}")
@@ -302,7 +302,7 @@ def run(args):
             tokens = (_account(client, USER), _account(client, STAFF, staff_of=args.database_url))
         exit_code = 1
         print(f"hub on {url}; soaking {args.minutes:g} min ...")
-        stats, info["readings"], info["left_in_layer"] = asyncio.run(drive(url, tokens, processes, args))
+        stats, info["readings"], info["left_open"] = asyncio.run(drive(url, tokens, processes, args))
         info["stats"] = dict(stats)
         if not stats.get("out of order or copies") and not stats.get("resync_required"):
             exit_code = 0

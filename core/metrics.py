@@ -68,7 +68,7 @@ HTTP_REQUESTS = Metric(
     "HTTP requests answered, by view (URL name; `unmatched` for unknown paths), method and status code.",
     ("view", "method", "status"),
 )
-EVENTS_PUBLISHED = Metric("hub_events_published", "Live events handed to the channel layer, by event type.", ("type",))
+EVENTS_PUBLISHED = Metric("hub_events_published", "Live events the relay published, by event type.", ("type",))
 NOTIFICATIONS_FINISHED = Metric(
     "hub_notifications_finished",
     "Notifications that reached a final status (sent, failed, skipped), by channel and status.",

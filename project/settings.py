@@ -82,7 +82,7 @@ REDIS_URL = env.str("REDIS_URL", default="")
 # Requests, the worker and the sweeper wait at most this long for a Redis
 # command; after a failure, the calls a request can do without (metrics,
 # throttle counts, broker messages the sweeper sends again) are skipped for
-# REDIS_RETRY_SECONDS. The channel layer has its own timeouts, below.
+# REDIS_RETRY_SECONDS.
 REDIS_TIMEOUT_SECONDS = env.float("REDIS_TIMEOUT_SECONDS", default=0.5)
 REDIS_RETRY_SECONDS = env.float("REDIS_RETRY_SECONDS", default=5.0)
 
@@ -194,42 +194,6 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-# The channel layer carries the messages that end a user's sockets (signed
-# out, token expired, account changed) to every web process; capacity bounds
-# a process's backlog of them. Live events take their own way (realtime.fanout).
-REALTIME_CHANNEL_CAPACITY = env.int("REALTIME_CHANNEL_CAPACITY", default=1000)
-if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                # Idle connections are pinged before use, so a socket timeout
-                # on a quiet connection does not lose the next event.
-                # A socket's receive blocks up to 5 s in BZPOPMIN (channels-redis'
-                # brpop_timeout); redis-py 8 reads with a 5 s timeout by default,
-                # which would fail the receive of every idle socket (close 1011).
-                "hosts": [
-                    {
-                        "address": REDIS_URL,
-                        "health_check_interval": 15,
-                        "socket_keepalive": True,
-                        "socket_timeout": 15,
-                        # A handshake while Redis is down is refused at once.
-                        "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
-                    }
-                ],
-                "prefix": "hub:layer",
-                "capacity": REALTIME_CHANNEL_CAPACITY,
-            },
-        }
-    }
-else:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels.layers.InMemoryChannelLayer",
-            "CONFIG": {"capacity": REALTIME_CHANNEL_CAPACITY},
-        }
-    }
 # Events older than this are pruned; a client resuming from before then is told to resync.
 REALTIME_EVENT_RETENTION_DAYS = env.float("REALTIME_EVENT_RETENTION_DAYS", default=7.0)
 # Seconds between the server's heartbeat messages on every socket.

@@ -12,7 +12,6 @@ import functools
 import json
 import logging
 import time
-import weakref
 from urllib.parse import parse_qs
 
 from autobahn.websocket.protocol import PreparedMessage
@@ -21,15 +20,13 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.utils import timezone
-from redis.exceptions import RedisError
 
 from core import metrics
 from core.logs import client_address, request_id_accept, request_id_bind
 from realtime.auth import credential_current, origin_allowed, socket_credential
 from realtime.events import EVENT_TYPES
-from realtime.fanout import socket_add, socket_remove
+from realtime.fanout import socket_add, socket_remove, subscription_ready
 from realtime.selectors import events_after, events_resumable_from
-from realtime.services import credentials_group
 
 MAX_MESSAGE_BYTES = 4096
 # Client messages: a burst of RATE_BURST, refilled at RATE_PER_SECOND.
@@ -40,25 +37,7 @@ CLOSE_UNSUPPORTED = 4003
 CLOSE_TOO_BIG = 4009
 CLOSE_CREDENTIALS_ENDED = 4401  # signed out, token expired, account deactivated or its staff flag changed
 CLOSE_RATE_LIMITED = 4429
-CLOSE_UNAVAILABLE = 4503  # the channel layer (Redis) or the database is down: try again later
-
-# Group membership expires in the layer after a day; a socket renews it hourly.
-GROUP_RENEW_SECONDS = 3600
-# Joins and leaves a process sends the layer at once: a reconnect storm of
-# thousands of sockets must not exhaust its Redis connection pool.
-LAYER_CALLS_AT_ONCE = 50
-# A join or leave that takes longer is given up: Redis is stalled or gone.
-LAYER_TIMEOUT_SECONDS = 2.0
-LAYER_ERRORS = (TimeoutError, OSError, RedisError)
-_layer_slots = weakref.WeakKeyDictionary()  # event loop -> asyncio.Semaphore
-
-
-def _layer_slot():
-    loop = asyncio.get_running_loop()
-    slot = _layer_slots.get(loop)
-    if slot is None:
-        slot = _layer_slots[loop] = asyncio.Semaphore(LAYER_CALLS_AT_ONCE)
-    return slot
+CLOSE_UNAVAILABLE = 4503  # Redis (which carries sign-outs) or the database is down: try again later
 
 
 def _now():
@@ -134,7 +113,7 @@ class EventConsumer(AsyncWebsocketConsumer):
         try:
             self.credential = await socket_credential(self.scope)
         except (OperationalError, InterfaceError) as exc:
-            await self._unavailable("the database", exc)
+            await self._unavailable("the database", type(exc).__name__)
             return
         if self.credential is None:
             _socket_opened(self, refused="no valid credentials")
@@ -149,15 +128,10 @@ class EventConsumer(AsyncWebsocketConsumer):
         self.lock = asyncio.Lock()  # one reader of the log at a time
         # While the socket reads from the log, live events wait here, in order.
         self.readers, self.backlog = 0, []
-        # No layer, no word of a logout to close this socket on: refused while it is down.
-        group = credentials_group(self.user.pk)
-        try:
-            await self._layer(self.channel_layer.group_add, group)
-        except LAYER_ERRORS as exc:
-            await self._unavailable("the channel layer", exc)
+        # No subscription, no word of a logout to close this socket on: refused while it is down.
+        if not await subscription_ready():
+            await self._unavailable("Redis", "no answer on the subscription")
             return
-        self.group = group
-        self.joined = time.monotonic()
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         # Twisted buffers what the client has not read yet; past the bound it
         # flags the transport (its producer paused) until the buffer empties.
@@ -166,7 +140,8 @@ class EventConsumer(AsyncWebsocketConsumer):
         if self.transport is not None:
             self.transport.bufferSize = settings.REALTIME_SOCKET_BUFFER_BYTES
         async with self._reading_log():  # what comes live meanwhile waits for the accept and the replay
-            await socket_add(self)
+            socket_add(self)
+            self.added = True
             await self.accept()
             self.expiry_timer = None
             if self.credential.expires_at is not None:
@@ -185,20 +160,12 @@ class EventConsumer(AsyncWebsocketConsumer):
             self.opened_at = None
         if getattr(self, "expiry_timer", None) is not None:
             self.expiry_timer.cancel()
-        if getattr(self, "group", None):
+        if getattr(self, "added", False):
             socket_remove(self)
-            # Left behind while the layer is down, the membership expires by itself.
-            with contextlib.suppress(*LAYER_ERRORS):
-                await self._layer(self.channel_layer.group_discard, self.group)
 
-    async def _layer(self, join_or_leave, group):
-        """This socket joins or leaves `group`, within LAYER_TIMEOUT_SECONDS."""
-        async with _layer_slot(), asyncio.timeout(LAYER_TIMEOUT_SECONDS):
-            await join_or_leave(group, self.channel_name)
-
-    async def _unavailable(self, what, exc):
+    async def _unavailable(self, what, why):
         """Refuse the handshake cleanly: accept, say why, close with 4503 (try again later)."""
-        _socket_opened(self, refused=f"{what} is unavailable: {type(exc).__name__}")
+        _socket_opened(self, refused=f"{what} is unavailable: {why}")
         await self.accept()
         await self._error(
             "unavailable", f"The event stream is unavailable: {what} is down. Try again later.", CLOSE_UNAVAILABLE
@@ -209,24 +176,14 @@ class EventConsumer(AsyncWebsocketConsumer):
         every socket of the process gets at this moment."""
         if not self.dropped and not await self._send_text(text):
             self._gone()
-        if time.monotonic() - self.joined >= GROUP_RENEW_SECONDS:
-            # Group membership expires in the layer (after a day); renew it
-            # well before, and at the next beat if the layer is down now.
-            self.joined = time.monotonic()
-            self.renewal = asyncio.ensure_future(self._renew())  # held: the loop keeps tasks weakly
-
-    async def _renew(self):
-        try:
-            await self._layer(self.channel_layer.group_add, self.group)
-        except LAYER_ERRORS:
-            self.joined = 0.0  # the layer is down: again at the next beat
 
     async def _end(self, reason):
         """The credentials this socket opened with no longer stand: say so, and close."""
         await self._error("credentials_ended", reason, CLOSE_CREDENTIALS_ENDED)
 
     async def credentials_ended(self, message):
-        """From credentials_group: a token or session ended, or (neither named) the account changed."""
+        """From the fan-out (realtime.fanout): a token or session of this
+        socket's user ended, or (neither named) the account changed."""
         named = {"token": message["token"], "session": message["session"]}
         mine = {"token": self.credential.token, "session": self.credential.session}
         if not any(named.values()) or any(value and value == mine[kind] for kind, value in named.items()):

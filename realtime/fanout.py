@@ -15,6 +15,11 @@ that does not start right after the last one this process got means
 messages were lost (Redis dropped the subscription, or a leader died between
 its commit and its publish): each socket then reads what it missed from the
 log before it goes on.
+
+The same subscription carries, on CREDENTIALS_CHANNEL, the word that a
+user's token or session ended (`credentials_publish`), to that user's sockets
+on every process. A socket that could not hear it must not open, so a
+handshake waits for a subscription that answers (`subscription_ready`).
 """
 
 import asyncio
@@ -30,14 +35,17 @@ from django.conf import settings
 from django.utils import timezone
 
 from core.redis import redis_client
-from realtime.publish import loop_call
+from realtime.publish import loop_call, publish
 
 logger = logging.getLogger(__name__)
 
 CHANNEL = "hub:events"
+CREDENTIALS_CHANNEL = "hub:credentials"
 RESUBSCRIBE_SECONDS = 1.0
-# How long a socket's handshake waits for its process's subscription to start.
+# How long a handshake waits for its process's subscription to start, or to
+# answer a ping when it has been quiet for longer than QUIET_SECONDS.
 SUBSCRIBE_WAIT_SECONDS = 2.0
+QUIET_SECONDS = 1.0
 
 
 class LiveEvent(NamedTuple):
@@ -63,6 +71,15 @@ def events_publish(events):
         loop_call(_local_batch, events)
 
 
+def credentials_publish(user_id, message):
+    """From any thread: the sockets of `user_id` hear `message` (a token or
+    session ended, or the account changed), on every web process."""
+    if settings.REDIS_URL:
+        publish(CREDENTIALS_CHANNEL, json.dumps([user_id, message]))
+    else:
+        loop_call(_local_credentials, user_id, message)
+
+
 class _Sockets:
     """This loop's sockets, by who may see what, and the last event id it got."""
 
@@ -73,6 +90,11 @@ class _Sockets:
         self.lost = False  # messages may have been lost since last_id
         self.queue = asyncio.Queue()
         self.subscribed = asyncio.Event()  # what is published from now on comes here
+        self.pubsub = None  # the subscription, while it stands
+        self.heard_at = 0.0  # loop time of its last message
+        self.heard = asyncio.Event()  # set at each message: what a ping waits for
+        self.probe = None  # the ping under way, if any
+        self.ending = set()  # credentials_ended calls under way, held: the loop keeps tasks weakly
         loop = asyncio.get_running_loop()
         self.tasks = [  # held: the loop keeps tasks weakly
             loop.create_task(self._drain(), name="hub-fanout"),
@@ -106,22 +128,70 @@ class _Sockets:
 
     async def _listen(self):
         """One subscription for the process, for as long as it lives."""
+        loop = asyncio.get_running_loop()
         while True:
             client = redis.asyncio.Redis.from_url(settings.REDIS_URL, socket_keepalive=True, health_check_interval=15)
             try:
                 async with client.pubsub() as pubsub:
-                    await pubsub.subscribe(CHANNEL)
+                    await pubsub.subscribe(CHANNEL, CREDENTIALS_CHANNEL)
                     async for message in pubsub.listen():
-                        if message["type"] == "message":
+                        self.heard_at = loop.time()
+                        self.heard.set()
+                        self.heard.clear()
+                        if message["type"] != "message":
+                            if message["type"] == "subscribe" and message["data"] == 2:  # both channels
+                                self.pubsub = pubsub
+                                self.subscribed.set()
+                        elif message["channel"] == CHANNEL.encode():
                             self.queue.put_nowait([LiveEvent(*event) for event in json.loads(message["data"])])
-                        elif message["type"] == "subscribe":
-                            self.subscribed.set()
+                        else:
+                            self._credentials_ended(*json.loads(message["data"]))
             except (redis.RedisError, OSError) as exc:
                 logger.warning("Live events subscription lost (%s); subscribing again", exc)
             finally:
+                self.pubsub = None
+                self.subscribed.clear()
                 await client.aclose()
             self.lost = True  # what was published meanwhile never came
             await asyncio.sleep(RESUBSCRIBE_SECONDS)
+
+    async def ready(self):
+        """Whether what is published from now on reaches this process: its
+        subscription stands and Redis answers on it (a stalled Redis holds the
+        connection open and says nothing)."""
+        if not settings.REDIS_URL:
+            return True
+        if not self.subscribed.is_set():
+            try:
+                await asyncio.wait_for(self.subscribed.wait(), SUBSCRIBE_WAIT_SECONDS)
+            except TimeoutError:
+                return False
+        if asyncio.get_running_loop().time() - self.heard_at <= QUIET_SECONDS:
+            return True
+        if self.probe is None or self.probe.done():  # one ping for all the handshakes that wait
+            self.probe = asyncio.ensure_future(self._probe())
+        return await asyncio.shield(self.probe)
+
+    async def _probe(self):
+        pubsub = self.pubsub
+        if pubsub is None:  # lost since
+            return False
+        heard = asyncio.ensure_future(self.heard.wait())
+        try:
+            async with asyncio.timeout(SUBSCRIBE_WAIT_SECONDS):
+                await pubsub.ping()  # its pong comes on the subscription
+                await heard
+        except (TimeoutError, redis.RedisError, OSError):
+            return False
+        finally:
+            heard.cancel()
+        return True
+
+    def _credentials_ended(self, user_id, message):
+        for socket in list(self.users.get(user_id, ())):
+            ending = asyncio.ensure_future(socket.credentials_ended(message))
+            self.ending.add(ending)
+            ending.add_done_callback(self.ending.discard)
 
     async def _dispatch(self, events):
         # A socket whose client left the last batches unread goes, rather than
@@ -163,15 +233,22 @@ def _local_batch(events):
     _sockets().queue.put_nowait(events)
 
 
-async def socket_add(socket):
-    """Give `socket` (a consumer with `user`, `live()`, `beat()`, `behind()` and `drop()`) the
-    events it may see, from the moment this process's subscription has started, and the heartbeats."""
+def _local_credentials(user_id, message):
+    """Embedded mode, on the sockets' loop."""
+    _sockets()._credentials_ended(user_id, message)
+
+
+async def subscription_ready():
+    """Whether this process hears what is published from now on (always, in
+    embedded mode); waits up to SUBSCRIBE_WAIT_SECONDS for it."""
+    return await _sockets().ready()
+
+
+def socket_add(socket):
+    """Give `socket` (a consumer with `user`, `live()`, `beat()`, `credentials_ended()`,
+    `behind()` and `drop()`) the events it may see, the heartbeats, and the end of its
+    user's credentials."""
     sockets = _sockets()
-    if not sockets.subscribed.is_set():
-        try:
-            await asyncio.wait_for(sockets.subscribed.wait(), SUBSCRIBE_WAIT_SECONDS)
-        except TimeoutError:
-            logger.warning("Live events subscription not started; the socket reads the log once it is")
     if socket.user.is_staff:
         sockets.staff.add(socket)
     sockets.users[socket.user.pk].add(socket)

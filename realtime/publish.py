@@ -1,14 +1,14 @@
-"""Hands messages to the channel layer from any thread, in order.
+"""Redis PUBLISH from any thread, in order, without waiting.
 
 Every process publishes on one event loop: the loop its sockets live on when
-it is the web server (the in-memory layer of embedded mode is not
-thread-safe, and channels-redis keeps its connections per loop), otherwise a
-private loop in a daemon thread. Either way one task drains a queue, so a
-thread that commits never opens a loop or a Redis connection of its own, and
-a process's events leave in the order it committed them.
+it is the web server, otherwise a private loop in a daemon thread. One task
+drains a queue there, so a thread that commits (a request signing out) never
+waits on Redis or opens a connection of its own, and a process's messages
+leave in the order it handed them over.
 
-Live events take their own way (realtime.fanout); the channel layer carries
-the messages that end a user's sockets.
+The relay publishes live events itself, from its own thread
+(realtime.fanout.events_publish); what goes this way are the messages that
+end a user's sockets (realtime.fanout.credentials_publish).
 """
 
 import asyncio
@@ -17,7 +17,8 @@ import threading
 import weakref
 
 import redis
-from channels.layers import get_channel_layer
+import redis.asyncio
+from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
@@ -54,34 +55,30 @@ def loop_call(callback, *args):
     _loop().call_soon_threadsafe(callback, *args)
 
 
-def publish(messages):
-    """Queue [(group, message), ...] for the channel layer; returns at once."""
-    loop = _loop()
-    loop.call_soon_threadsafe(_enqueue, loop, messages)
+def publish(channel, data):
+    """Queue a PUBLISH of `data` on the Redis `channel` (REDIS_URL's); returns at once."""
+    loop_call(_enqueue, channel, data)
 
 
-def _enqueue(loop, messages):
+def _enqueue(channel, data):
+    loop = asyncio.get_running_loop()
     queue = _queues.get(loop)
     if queue is None:
         queue = _queues[loop] = asyncio.Queue()
         loop.create_task(_drain(queue), name="hub-publisher-drain")
-    queue.put_nowait(messages)
+    queue.put_nowait((channel, data))
 
 
 async def _drain(queue):
-    layer = get_channel_layer()
+    timeout = settings.REDIS_TIMEOUT_SECONDS
+    client = redis.asyncio.Redis.from_url(settings.REDIS_URL, socket_timeout=timeout, socket_connect_timeout=timeout)
     while True:
-        messages = await queue.get()
+        channel, data = await queue.get()
         try:
-            for group, message in messages:
-                await _group_send(layer, group, message)
-        except Exception:
-            logger.exception("Could not publish channel-layer messages")
-
-
-async def _group_send(layer, group, message):
-    try:
-        await layer.group_send(group, message)
-    except (redis.ConnectionError, redis.TimeoutError, OSError):
-        # Once more, over a fresh connection: an idle one may have timed out.
-        await layer.group_send(group, message)
+            try:
+                await client.publish(channel, data)
+            except (redis.ConnectionError, redis.TimeoutError, OSError):
+                # Once more, over a fresh connection: an idle one may have timed out.
+                await client.publish(channel, data)
+        except (redis.RedisError, OSError) as exc:
+            logger.warning("Not published on %s: %s", channel, exc)

@@ -14,8 +14,8 @@ from django.db.models import Max
 from django.utils import timezone
 
 from core.db import db_retry_once
+from realtime.fanout import credentials_publish
 from realtime.models import Event, PendingEvent, PruneMark
-from realtime.publish import publish
 from realtime.relay import relay_wake
 
 TICKET_TTL_SECONDS = 30
@@ -71,16 +71,11 @@ class Credential(NamedTuple):
         return self.user.is_staff
 
 
-def credentials_group(user_id):
-    """Every socket of the user listens here for the end of its credentials."""
-    return f"credentials.{user_id}"
-
-
 def credentials_end_on_commit(user_id, *, token=None, session=None, reason):
     """Once the transaction commits, close the user's sockets opened with this
     token or session (with neither: all of them), on every web process."""
-    message = {"type": "credentials.ended", "token": token, "session": session, "reason": reason}
-    transaction.on_commit(partial(publish, [(credentials_group(user_id), message)]), robust=True)
+    message = {"token": token, "session": session, "reason": reason}
+    transaction.on_commit(partial(credentials_publish, user_id, message), robust=True)
 
 
 def _ticket_key(ticket):

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.e2e
 OPEN_TIMEOUT = 10
 EVENT_TIMEOUT = 10  # a live event published by the web process
 WORKER_TIMEOUT = 30  # one that waits for the worker to deliver a notification
-# Longer than channels-redis blocks in BZPOPMIN waiting for a socket's next message (5 s).
+# Quiet past 5 s, redis-py's default read timeout, which must not end a socket or the subscription.
 IDLE_SECONDS = 6
 ENVELOPE_KEYS = {"id", "type", "ts", "data"}
 STATUS_CHANGED = "notification.status_changed"

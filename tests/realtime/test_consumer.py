@@ -976,32 +976,6 @@ def test_a_process_beats_all_its_sockets_at_once(user, staff, settings):
     run(scenario)
 
 
-def test_a_socket_renews_its_group_membership_at_a_beat_once_it_is_due(user, settings, monkeypatch):
-    settings.REALTIME_HEARTBEAT_SECONDS = 0.2
-    monkeypatch.setattr(consumers, "GROUP_RENEW_SECONDS", 0.5)
-    headers = token_header(user)
-
-    async def scenario(sockets):
-        socket = await sockets.open(headers)
-        (consumer,) = fanout._sockets().users[user.pk]
-        joins = []
-        layer_call = consumer._layer
-
-        async def counted(join_or_leave, group):
-            joins.append((join_or_leave.__name__, group))
-            await layer_call(join_or_leave, group)
-
-        consumer._layer = counted
-        await receive(socket)  # 0.2 s in: not due yet
-        assert joins == []
-        async with asyncio.timeout(TIMEOUT):
-            while not joins:
-                await receive(socket)
-        assert joins[0] == ("group_add", services.credentials_group(user.pk))
-
-    run(scenario)
-
-
 # ---- an inbox's events: its owner's sockets alone -----------------------------------------------
 
 

@@ -360,7 +360,7 @@ def test_realtime_md_states_the_limits_the_code_has(markdown):
     assert f"bursts of {consumers.RATE_BURST}, refilled at {consumers.RATE_PER_SECOND:g} a second" in markdown
     assert f"within {services.TICKET_TTL_SECONDS} seconds" in markdown
     assert relay.POLL_SECONDS == 1 and "it also looks every second" in markdown
-    for setting in ("REALTIME_CHANNEL_CAPACITY", "REALTIME_EVENT_RETENTION_DAYS", "REALTIME_HEARTBEAT_SECONDS"):
+    for setting in ("REALTIME_EVENT_RETENTION_DAYS", "REALTIME_HEARTBEAT_SECONDS"):
         assert setting in markdown
 
 

@@ -29,7 +29,7 @@ def postgresql():
 
 @pytest.fixture
 def published(monkeypatch):
-    """Every message the relay hands to the channel layer, from any thread."""
+    """Every batch the relay hands to the fan-out, from any thread."""
     messages = []
     lock = threading.Lock()
 

@@ -27,7 +27,7 @@ TICKET_URL = "/api/v1/realtime/ticket/"
 
 @pytest.fixture
 def published(monkeypatch):
-    """What the relay hands to the channel layer once a transaction commits."""
+    """What the relay hands to the fan-out once a transaction commits."""
     calls = []
     monkeypatch.setattr(relay, "events_publish", calls.append)
     return calls
