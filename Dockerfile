@@ -25,4 +25,4 @@ RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin hub
 USER hub
 
 EXPOSE 8000
-CMD ["daphne", "--verbosity", "0", "--bind", "0.0.0.0", "--port", "8000", "project.asgi:application"]
+CMD ["daphne", "--verbosity", "0", "--ping-interval", "60", "--bind", "0.0.0.0", "--port", "8000", "project.asgi:application"]

@@ -102,8 +102,6 @@ class _Sockets:
         ]
         if settings.REDIS_URL:
             self.tasks.append(loop.create_task(self._listen(), name="hub-fanout-subscription"))
-        else:
-            self.subscribed.set()
 
     async def _drain(self):
         while True:
