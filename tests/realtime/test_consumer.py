@@ -435,6 +435,34 @@ def test_a_socket_whose_connection_went_before_its_disconnect_costs_the_others_n
     run(scenario)
 
 
+class _Transport:
+    """Twisted's TCP transport, as far as _write_now uses it: a kernel that takes `room` bytes."""
+
+    TLS, connected = False, True
+
+    def __init__(self, room):
+        self.room, self.wire, self.dataBuffer, self._tempDataBuffer = room, b"", b"", []
+
+    def writeSomeData(self, data):
+        sent = bytes(data[: self.room])
+        self.wire, self.room = self.wire + sent, self.room - len(sent)
+        return len(sent)
+
+    def write(self, data):  # buffered, written at the loop's next turn
+        self._tempDataBuffer.append(data)
+
+
+def test_a_frame_goes_to_the_kernel_at_once_and_what_it_cannot_take_waits_in_order():
+    transport = _Transport(room=10)
+    consumers._write_now(transport, b"first")
+    assert (transport.wire, transport._tempDataBuffer) == (b"first", [])
+    consumers._write_now(transport, b"second")  # half of it fits
+    assert (transport.wire, transport._tempDataBuffer) == (b"firstsecon", [b"d"])
+    transport.room = 100
+    consumers._write_now(transport, b"third")  # behind what waits, not before it
+    assert (transport.wire, transport._tempDataBuffer) == (b"firstsecon", [b"d", b"third"])
+
+
 def test_subscribe_narrows_by_type(user, staff):
     headers = token_header(user)
 
