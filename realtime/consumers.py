@@ -149,7 +149,7 @@ class EventConsumer(AsyncWebsocketConsumer):
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         # Twisted buffers what the client has not read yet; past the bound it
         # flags the transport (its producer paused) until the buffer empties.
-        self.protocol, self.dropped = _server_protocol(self.base_send), False
+        self.protocol, self.dropped, self.outbox = _server_protocol(self.base_send), False, None
         self.transport = self.protocol.transport if self.protocol is not None else None
         if self.transport is not None:
             self.transport.bufferSize = settings.REALTIME_SOCKET_BUFFER_BYTES
@@ -350,20 +350,29 @@ class EventConsumer(AsyncWebsocketConsumer):
 
     # ---- live events ------------------------------------------------------------------------
 
-    async def live(self, event, *, visible, check_log):
-        """From the fan-out (realtime.fanout), in id order: `event`, a LiveEvent;
-        `visible`, whether this socket may see it; `check_log`, whether events
-        before it may have been lost on the way."""
-        if self.readers:
-            self.backlog.append((event, visible, check_log))
-        elif check_log and self.delivered_through is not None:
-            # Reading the log waits on the database: in a task of its own, and
-            # counted as a reader now, so that what comes next waits behind it.
-            self.readers += 1
-            self.backlog.append((event, visible, check_log))
-            self.catch_up = asyncio.ensure_future(self._catch_up())  # held: the loop keeps tasks weakly
-        else:
-            await self._live(event, visible=visible, check_log=False)
+    async def live(self, batch):
+        """From the fan-out (realtime.fanout), in id order: [(event, visible,
+        check_log), ...], with `event` a LiveEvent; `visible`, whether this
+        socket may see it; `check_log`, whether events before it may have been
+        lost on the way. What it sends of them goes out in one write."""
+        self.outbox = []
+        try:
+            for n, (event, visible, check_log) in enumerate(batch):
+                if self.readers:
+                    self.backlog.extend(batch[n:])
+                    break
+                if check_log and self.delivered_through is not None:
+                    # Reading the log waits on the database: in a task of its own, and
+                    # counted as a reader now, so that what comes next waits behind it.
+                    self.readers += 1
+                    self.backlog.extend(batch[n:])
+                    self.catch_up = asyncio.ensure_future(self._catch_up())  # held: the loop keeps tasks weakly
+                    break
+                await self._live(event, visible=visible, check_log=False)
+        finally:
+            outbox, self.outbox = self.outbox, None
+            if outbox:
+                _write_now(self.transport, b"".join(outbox))
 
     async def _catch_up(self):
         try:
@@ -409,7 +418,10 @@ class EventConsumer(AsyncWebsocketConsumer):
             # formatting a debug line it then drops: a fifth of the fan-out.)
             if self.protocol.state != self.protocol.STATE_OPEN:
                 return False
-            _write_now(self.transport, _frame(text))
+            if self.outbox is not None:  # a batch from the fan-out, written once it is done
+                self.outbox.append(_frame(text))
+            else:
+                _write_now(self.transport, _frame(text))
             return True
         try:
             await self.send(text_data=text)

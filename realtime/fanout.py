@@ -196,6 +196,7 @@ class _Sockets:
         # hold this one too.
         for socket in [socket for sockets in self.users.values() for socket in sockets if socket.behind()]:
             socket.drop()
+        batches = {}  # socket -> [(event, visible, check_log), ...] in id order; a dict keeps the sockets' order
         for event in events:
             if not self.lost and self.last_id is not None and event.id <= self.last_id:
                 continue  # a copy
@@ -207,12 +208,15 @@ class _Sockets:
             allowed = dict.fromkeys(() if event.private else self.staff)
             allowed.update(dict.fromkeys(s for user_id in event.audience for s in self.users.get(user_id, ())))
             for socket in allowed:
-                await socket.live(event, visible=True, check_log=lost)
+                batches.setdefault(socket, []).append((event, True, lost))
             if lost:  # every socket may have missed something, not only this event's audience
-                for sockets in list(self.users.values()):
-                    for socket in list(sockets):
+                for sockets in self.users.values():
+                    for socket in sockets:
                         if socket not in allowed:
-                            await socket.live(event, visible=False, check_log=True)
+                            batches.setdefault(socket, []).append((event, False, True))
+        # Socket by socket, each its whole batch in one write: the first has it at once.
+        for socket, batch in batches.items():
+            await socket.live(batch)
 
 
 _by_loop = weakref.WeakKeyDictionary()  # event loop -> _Sockets
