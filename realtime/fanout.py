@@ -2,7 +2,7 @@
 batch for the whole process, fanned out here.
 
 The relay (realtime.relay) hands each batch it moved into the log to
-`events_publish`: in services mode one Redis PUBLISH on CHANNEL, which every
+`events_publish`: in services mode one Redis PUBLISH on the events channel, which every
 web process receives once on one subscription; in embedded mode straight to
 this process's event loop. Either way `_dispatch` runs on the loop the
 sockets live on, one batch after another, and gives each event to the
@@ -16,7 +16,7 @@ messages were lost (Redis dropped the subscription, or a leader died between
 its commit and its publish): each socket then reads what it missed from the
 log before it goes on.
 
-The same subscription carries, on CREDENTIALS_CHANNEL, the word that a
+The same subscription carries, on a channel of its own, the word that a
 user's token or session ended (`credentials_publish`), to that user's sockets
 on every process. A socket that could not hear it must not open, so a
 handshake waits for a subscription that answers (`subscription_ready`).
@@ -39,8 +39,6 @@ from realtime.publish import loop_call, publish
 
 logger = logging.getLogger(__name__)
 
-CHANNEL = "hub:events"
-CREDENTIALS_CHANNEL = "hub:credentials"
 RESUBSCRIBE_SECONDS = 1.0
 # How long a handshake waits for its process's subscription to start, or to
 # answer a ping when it has been quiet for longer than QUIET_SECONDS.
@@ -57,13 +55,21 @@ class LiveEvent(NamedTuple):
     private: bool = False  # for the audience alone, staff or not
 
 
+def redis_channel(name):
+    """The Redis channel `name` of this hub. Channels are the whole server's,
+    whatever the database; named after REDIS_URL's database, hubs (and test
+    runs) that share a server by database keep apart, as their keys do."""
+    database = redis_client(settings.REDIS_URL).connection_pool.connection_kwargs.get("db", 0)
+    return f"hub:{database}:{name}"
+
+
 def events_publish(events):
     """From the relay's thread, once its round committed: [LiveEvent, ...], in id order."""
     if not events:
         return
     if settings.REDIS_URL:
         try:
-            redis_client(settings.REDIS_URL).publish(CHANNEL, json.dumps(events))
+            redis_client(settings.REDIS_URL).publish(redis_channel("events"), json.dumps(events))
         except redis.RedisError as exc:
             # The log has them: sockets read them from there once the next batch shows the hole.
             logger.warning("Events %d-%d not published: %s", events[0].id, events[-1].id, exc)
@@ -75,7 +81,7 @@ def credentials_publish(user_id, message):
     """From any thread: the sockets of `user_id` hear `message` (a token or
     session ended, or the account changed), on every web process."""
     if settings.REDIS_URL:
-        publish(CREDENTIALS_CHANNEL, json.dumps([user_id, message]))
+        publish(redis_channel("credentials"), json.dumps([user_id, message]))
     else:
         loop_call(_local_credentials, user_id, message)
 
@@ -127,11 +133,12 @@ class _Sockets:
     async def _listen(self):
         """One subscription for the process, for as long as it lives."""
         loop = asyncio.get_running_loop()
+        events = redis_channel("events")
         while True:
             client = redis.asyncio.Redis.from_url(settings.REDIS_URL, socket_keepalive=True, health_check_interval=15)
             try:
                 async with client.pubsub() as pubsub:
-                    await pubsub.subscribe(CHANNEL, CREDENTIALS_CHANNEL)
+                    await pubsub.subscribe(events, redis_channel("credentials"))
                     async for message in pubsub.listen():
                         self.heard_at = loop.time()
                         self.heard.set()
@@ -140,7 +147,7 @@ class _Sockets:
                             if message["type"] == "subscribe" and message["data"] == 2:  # both channels
                                 self.pubsub = pubsub
                                 self.subscribed.set()
-                        elif message["channel"] == CHANNEL.encode():
+                        elif message["channel"].decode() == events:
                             self.queue.put_nowait([LiveEvent(*event) for event in json.loads(message["data"])])
                         else:
                             self._credentials_ended(*json.loads(message["data"]))

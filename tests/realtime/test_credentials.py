@@ -1,9 +1,11 @@
 """A socket lives no longer than the credentials it opened with, and sees no
 more than they do: the attacker's side of /ws/events/, in this process."""
 
+import json
 from datetime import timedelta
 
 import pytest
+import redis.asyncio
 from django.conf import settings
 from django.test import Client
 from django.utils import timezone
@@ -11,7 +13,8 @@ from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from core import services as core_services
-from realtime import consumers
+from realtime import consumers, fanout
+from tests.conftest import service_unavailable
 from tests.factories import PASSWORD, CustomerFactory, UserFactory
 from tests.realtime.test_consumer import db, drain, last_event_id, place_order, receive, run
 
@@ -176,5 +179,29 @@ def test_a_squatters_socket_gets_nothing_of_the_victims_orders(user):
         assert await drain(socket, quiet=1.0) == []
         await socket.send_json_to({"action": "resume", "last_event_id": start})
         assert await drain(socket) == []
+
+    run(scenario)
+
+
+def test_a_sign_out_on_a_hub_of_another_redis_database_ends_no_socket_here(user):
+    """Redis channels are the whole server's; a hub on another database of it
+    (another deployment, another test run) is another hub."""
+    if not settings.REDIS_URL:
+        service_unavailable("REDIS_URL is not set")
+    _, key = _sign_in(user)
+    ours = fanout.redis_channel("credentials")
+    theirs = ours.replace(f"hub:{ours.split(':')[1]}:", f"hub:{int(ours.split(':')[1]) + 1}:")
+    ended = json.dumps([user.pk, {"token": None, "session": None, "reason": "The account changed."}])
+
+    async def scenario(sockets):
+        socket = await sockets.open(_header(key))
+        client = redis.asyncio.Redis.from_url(settings.REDIS_URL)
+        try:
+            await client.publish(theirs, ended)
+            assert await socket.receive_nothing(timeout=0.5)
+            await client.publish(ours, ended)  # the same words, on this hub's channel
+            assert await _ended(socket) == "The account changed."
+        finally:
+            await client.aclose()
 
     run(scenario)
