@@ -1,6 +1,5 @@
 """What a web process sets for itself when it starts."""
 
-import gc
 import logging
 import resource
 
@@ -21,16 +20,3 @@ def open_files_limit_raise():
     logger.info("Open files: soft limit %s (was %s), hard limit %s", hard, soft, hard)
     return hard
 
-
-# Allocations between two collections of the youngest generation (Python's
-# default is 700).
-GC_YOUNG_THRESHOLD = 20_000
-
-
-def garbage_collector_tune():
-    """Leave what start-up loaded out of the cyclic collector's walks, and
-    walk the young objects less often. A web process serving a thousand
-    sockets otherwise pauses 100-200 ms in a full collection every second or
-    so under load (each pause holds every socket's events back)."""
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD)

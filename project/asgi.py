@@ -12,7 +12,7 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from core.handlers import SyncASGIHandler  # noqa: E402
-from core.process import garbage_collector_tune, open_files_limit_raise  # noqa: E402
+from core.process import open_files_limit_raise  # noqa: E402
 from realtime.publish import serve_on_this_loop  # noqa: E402
 from realtime.relay import relay_start  # noqa: E402
 from realtime.routing import websocket_app  # noqa: E402
@@ -35,6 +35,3 @@ if not settings.REDIS_URL:
     from notify.embedded import embedded_worker_start
 
     embedded_worker_start()
-
-# Last: what is loaded by now lives as long as the process.
-garbage_collector_tune()
