@@ -19,4 +19,3 @@ def open_files_limit_raise():
             return soft
     logger.info("Open files: soft limit %s (was %s), hard limit %s", hard, soft, hard)
     return hard
-
