@@ -31,6 +31,11 @@ class OutOfTime(Exception):
     pass
 
 
+def daphne_args(port):
+    """The web process as the Procfile runs it (quiet, a ping every 60 s), on 127.0.0.1:`port`."""
+    return ["-m", "daphne", "--verbosity", "0", "--ping-interval", "60", "--bind", "127.0.0.1", "--port", str(port)]
+
+
 # What ends a benchmark's run with its error reported, rather than a traceback.
 RUN_ERRORS = (BenchError, OutOfTime, subprocess.TimeoutExpired, psycopg.Error, redis.RedisError, httpx.HTTPError)
 

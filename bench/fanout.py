@@ -383,18 +383,7 @@ class HubProcesses(Processes):
     """Daphne and the baseline server."""
 
     def start_daphne(self, name, port):
-        return self.start(
-            name,
-            "-m",
-            "daphne",
-            "--ping-interval",
-            "60",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "project.asgi:application",
-        )
+        return self.start(name, *common.daphne_args(port), "project.asgi:application")
 
     def log_size(self, name):
         path = self.log_dir / f"{name}.log"

@@ -402,7 +402,7 @@ def run(args):
         with psycopg.connect(args.database_url, autocommit=True) as conn:
             conn.execute(WRITE_TABLE)
         if args.server == "daphne":
-            web = ["-m", "daphne", "--verbosity", "0", "--bind", "127.0.0.1", "--port", str(hub.port)]
+            web = common.daphne_args(hub.port)
         else:
             web = ["-m", "uvicorn", "--no-access-log", "--host", "127.0.0.1", "--port", str(hub.port)]
         hub.start("web", *web, "project.asgi:application")

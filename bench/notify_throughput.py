@@ -510,7 +510,7 @@ def run(args):
         hub = Hub(env, log_dir)
         print("migrating ...")
         hub.manage("migrate", "--noinput", timeout=remaining(deadline))
-        hub.start("web", "-m", "daphne", "--bind", "127.0.0.1", "--port", str(hub.port), "project.asgi:application")
+        hub.start("web", *common.daphne_args(hub.port), "project.asgi:application")
         hub.start("worker", "manage.py", "rundramatiq", "--processes", "1", "--threads", str(args.threads))
         hub.wait_up(deadline)
         with httpx.Client(base_url=hub.url, timeout=10) as client:

@@ -281,19 +281,7 @@ def run(args):
         )
         processes = Hub(env, log_dir)
         processes.manage("migrate", "--noinput", timeout=remaining(deadline))
-        web = [
-            "-m",
-            "daphne",
-            "--verbosity",
-            "0",
-            "--ping-interval",
-            "60",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(processes.port),
-        ]
-        processes.start("web", *web, "project.asgi:application")
+        processes.start("web", *common.daphne_args(processes.port), "project.asgi:application")
         processes.start("worker", "manage.py", "rundramatiq", "--processes", "1", "--threads", "8")
         processes.start("sweeper", "manage.py", "run_sweeper")
         processes.wait_up(deadline)
